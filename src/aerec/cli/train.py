@@ -1,0 +1,223 @@
+"""``aerec train``: train the autoencoder on a prepared dataset, with live progress.
+
+A thin layer over :func:`aerec.train.train`: it resolves the configuration (preset → file →
+options), draws a progress bar within each epoch and a table of epoch metrics, and ends with
+the best training and validation loss/RMSE and any warnings.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Group
+from rich.live import Live
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from aerec.cli.common import console, err_console
+from aerec.config import TrainConfig, resolve_config
+from aerec.train import (
+    BatchFinished,
+    EpochFinished,
+    EpochMetrics,
+    RunStarted,
+    TrainEvent,
+    TrainingDiverged,
+    TrainResult,
+    read_run_config,
+    train,
+)
+from aerec.train.run import best_index
+
+#: Epoch rows kept on screen in the live table (the best epoch is always shown).
+TABLE_ROWS = 15
+
+
+def _num(value: float, digits: int = 4) -> str:
+    return "—" if not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+class TrainDisplay:
+    """Turns training events into a rich progress bar and an epoch table."""
+
+    def __init__(self) -> None:
+        self.history: list[EpochMetrics] = []
+        self.best_epoch = 0
+        self.epochs = 0
+        self.progress = Progress(
+            TextColumn("[bold]epoch {task.fields[epoch]}/{task.fields[epochs]}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("batches · loss {task.fields[loss]}"),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            auto_refresh=False,
+        )
+        self.task = self.progress.add_task("train", total=1, epoch=0, epochs=0, loss="—")
+        self.live = Live(self, console=console, refresh_per_second=8, transient=False)
+
+    def __rich__(self) -> Group:
+        return Group(self.table(), self.progress)
+
+    def table(self) -> Table:
+        table = Table(title=None, show_edge=False, header_style="bold")
+        for name in ("epoch", "train loss", "train RMSE", "val loss", "val RMSE", "seconds"):
+            table.add_column(name, justify="right")
+        rows = self.history[-TABLE_ROWS:]
+        best = next((m for m in self.history if m.epoch == self.best_epoch), None)
+        if best is not None and best not in rows:
+            rows = [best, *rows[1:]]
+        for m in rows:
+            style = "bold green" if m.epoch == self.best_epoch else None
+            table.add_row(*self.cells(m), style=style)
+        if len(self.history) > TABLE_ROWS:
+            table.caption = f"last {TABLE_ROWS} of {len(self.history)} epochs; best in green"
+        return table
+
+    @staticmethod
+    def cells(m: EpochMetrics) -> list[str]:
+        return [
+            str(m.epoch), _num(m.train_loss), _num(m.train_rmse), _num(m.val_loss),
+            _num(m.val_rmse), f"{m.seconds:.1f}",
+        ]
+
+    def __call__(self, event: TrainEvent) -> None:
+        if isinstance(event, RunStarted):
+            self.epochs = event.epochs
+            self.history = list(event.history)
+            if self.history:
+                self.best_epoch = self.history[best_index(self.history)].epoch
+            self._new_epoch(event.start_epoch, event.batches_per_epoch)
+        elif isinstance(event, BatchFinished):
+            self.progress.update(self.task, completed=event.batch, loss=f"{event.loss:.4f}")
+        elif isinstance(event, EpochFinished):
+            self.history.append(event.metrics)
+            self.best_epoch = event.best_epoch
+            if not console.is_terminal:
+                console.print("epoch " + "  ".join(self.cells(event.metrics)), highlight=False)
+            self._new_epoch(event.metrics.epoch + 1, int(self.progress.tasks[0].total or 1))
+        self.live.refresh()
+
+    def _new_epoch(self, epoch: int, batches: int) -> None:
+        if epoch > self.epochs:  # the run is over: leave the bar full
+            self.progress.update(self.task, completed=batches)
+            return
+        self.progress.reset(self.task, total=batches, epoch=epoch, epochs=self.epochs, loss="—")
+
+
+def _describe(config: TrainConfig) -> str:
+    layers = "-".join(str(w) for w in config.layers)
+    return (
+        f"layers {layers}, {config.activation}, dropout {config.dropout:g}, "
+        f"{config.optimizer} lr {config.lr:g} (weight decay {config.weight_decay:g}), "
+        f"batch {config.batch_size}, {config.epochs} epochs, seed {config.seed}"
+    )
+
+
+def _summary(result: TrainResult) -> None:
+    console.print(
+        f"\n[bold]best epoch {result.best_epoch}[/] of {result.epochs_completed}"
+        + (" (stopped early)" if result.stopped_early else "")
+        + f" · {result.seconds:.1f} s",
+        highlight=False,
+    )
+    console.print(
+        f"  best training loss   {_num(result.best_train_loss)} · RMSE "
+        f"{_num(result.best_train_rmse)}",
+        highlight=False,
+    )
+    console.print(
+        f"  best validation loss {_num(result.best_val_loss)} · RMSE "
+        f"{_num(result.best_val_rmse)}   (predicting the training mean: "
+        f"{_num(result.baseline_val_rmse)})",
+        highlight=False,
+    )
+    console.print(
+        f"  run directory {result.run_dir}: best.pt, last.pt, metrics.csv, learning_curve.png",
+        highlight=False,
+    )
+    for warning in result.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+
+
+def _train(
+    dataset: Annotated[
+        Path, typer.Argument(help="Prepared dataset directory (aerec data prepare).")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML configuration file.")
+    ] = None,
+    preset: Annotated[
+        str | None, typer.Option(help="Named configuration (default: seed).")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Passes over the training users.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Users per optimiser step.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Learning rate.")] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed for initialisation, shuffling and dropout.")
+    ] = None,
+    weight_decay: Annotated[float | None, typer.Option(help="L2 penalty.")] = None,
+    dropout: Annotated[float | None, typer.Option(help="Dropout probability.")] = None,
+    activation: Annotated[
+        str | None, typer.Option(help="relu, selu, sigmoid or identity.")
+    ] = None,
+    layers: Annotated[
+        str | None, typer.Option(help="Encoder widths, e.g. 512,256,64 (decoder mirrors).")
+    ] = None,
+    optimizer: Annotated[str | None, typer.Option(help="adam, adamw or sgd.")] = None,
+    lr_schedule: Annotated[str | None, typer.Option(help="none, step or cosine.")] = None,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="Stop after N epochs without validation improvement (0 = off)."),
+    ] = None,
+    threads: Annotated[int | None, typer.Option(help="CPU threads (0 = all cores).")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto.")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
+) -> None:
+    """Train the autoencoder (the published `seed` configuration unless told otherwise)."""
+    overrides = {
+        "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
+        "weight_decay": weight_decay, "dropout": dropout, "activation": activation,
+        "layers": layers, "optimizer": optimizer, "lr_schedule": lr_schedule,
+        "patience": patience, "threads": threads, "device": device,
+    }
+    if resume and config_file is None and preset is None:
+        config = read_run_config(out).replace(**overrides)
+    else:
+        config = resolve_config(preset, config_file, overrides)
+    verb = "resuming" if resume else "training"
+    console.print(f"[bold]{verb}[/] {dataset} → {out}", highlight=False)
+    console.print(f"  {_describe(config)}", highlight=False)
+
+    display = TrainDisplay()
+    try:
+        with display.live:
+            result = train(dataset, out, config, resume=resume, callback=display)
+    except TrainingDiverged as exc:
+        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[yellow]interrupted; completed epochs are saved — continue with "
+            f"`aerec train {dataset} --out {out} --resume`[/]",
+            highlight=False,
+        )
+        raise
+    _summary(result)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` command to the main ``aerec`` app."""
+    app.command("train")(_train)

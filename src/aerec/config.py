@@ -1,0 +1,317 @@
+"""Training configuration: one frozen :class:`TrainConfig`, named presets, TOML in and out.
+
+A configuration is resolved in layers — a preset (default ``seed``, the published setup), then a
+TOML file, then explicit overrides (e.g. command-line options)::
+
+    config = resolve_config(preset="seed", path="my.toml", overrides={"epochs": 300})
+
+A TOML file is flat ``key = value`` lines using the field names below; it may name its base
+with ``preset = "NAME"``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+try:  # Python ≥ 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+ACTIVATION_NAMES = ("relu", "selu", "sigmoid", "identity")
+OPTIMIZER_NAMES = ("adam", "sgd", "adamw")
+LR_SCHEDULE_NAMES = ("none", "step", "cosine")
+DEVICE_NAMES = ("cpu", "cuda", "auto")
+
+
+class ConfigError(ValueError):
+    """A configuration value, file or override that cannot be used; the message says which."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run. Defaults are the published ``seed`` setup."""
+
+    # --- model -------------------------------------------------------------------------------
+    #: Encoder widths; the decoder mirrors them: (512, 256, 64) → n→512→256→64→256→512→n.
+    layers: tuple[int, ...] = (512, 256, 64)
+    #: Activation after every hidden layer: relu, selu, sigmoid or identity.
+    activation: str = "relu"
+    #: Activation of the output layer; "same" uses ``activation`` (the published network).
+    output_activation: str = "same"
+    #: Dropout probability after each hidden layer except the code (narrowest) layer.
+    dropout: float = 0.1
+
+    # --- optimisation ------------------------------------------------------------------------
+    #: Optimiser: adam, adamw or sgd.
+    optimizer: str = "adam"
+    #: Learning rate (the initial one when a schedule is used).
+    lr: float = 1e-4
+    #: L2 penalty as the optimiser's ``weight_decay`` (decoupled for adamw).
+    weight_decay: float = 1e-5
+    #: SGD momentum (sgd only).
+    momentum: float = 0.9
+    #: Learning-rate schedule, stepped once per epoch: none, step or cosine.
+    lr_schedule: str = "none"
+    #: step schedule: multiply the rate by ``lr_gamma`` every ``lr_step_epochs`` epochs.
+    lr_step_epochs: int = 10
+    #: step schedule: the factor applied every ``lr_step_epochs`` epochs.
+    lr_gamma: float = 0.5
+    #: cosine schedule: the rate reached at the last epoch.
+    lr_min: float = 0.0
+    #: Users per optimiser step; the last, partial batch of an epoch is kept.
+    batch_size: int = 128
+    #: Number of passes over the training users.
+    epochs: int = 30
+    #: Stop when validation RMSE has not improved for this many epochs; 0 = never stop early.
+    patience: int = 0
+    #: A batch loss above ``divergence_factor × max|rating|²`` (or not finite) stops the run.
+    divergence_factor: float = 100.0
+
+    # --- data split (recorded so evaluation can recreate the exact split) ---------------------
+    #: Split protocol passed to ``aerec.data.splits.make_splits`` ("auto" honours a fixed test).
+    split_protocol: str = "auto"
+    #: Fraction of ratings held out as the test set (when the dataset has no fixed test split).
+    test_fraction: float = 0.2
+    #: Fraction of the remaining training ratings held out for validation / model selection.
+    validation_fraction: float = 0.1
+    #: ``user`` protocol: share of each test user's ratings held out (the rest is their input).
+    holdout_fraction: float = 0.5
+    #: Seed of the split (independent of the training ``seed``).
+    split_seed: int = 0
+
+    # --- execution ---------------------------------------------------------------------------
+    #: Seed for initialisation, user shuffling and dropout masks.
+    seed: int = 0
+    #: CPU threads for torch; 0 = all cores. Results are reproducible for a fixed count.
+    threads: int = 0
+    #: cpu, cuda or auto (cuda when available).
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        layers = self.layers
+        if isinstance(layers, str):
+            layers = parse_layers(layers)
+        object.__setattr__(self, "layers", tuple(int(w) for w in layers))
+        problems = list(_problems(self))
+        if problems:
+            raise ConfigError("invalid training configuration: " + "; ".join(problems))
+
+    @property
+    def resolved_output_activation(self) -> str:
+        """The output activation's name, with "same" resolved."""
+        return self.activation if self.output_activation == "same" else self.output_activation
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-type dict (``layers`` as a list), suitable for JSON, TOML and checkpoints."""
+        out = dataclasses.asdict(self)
+        out["layers"] = list(self.layers)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any], *, source: str = "config") -> TrainConfig:
+        """Build from a dict of field values; unknown keys are an error naming ``source``."""
+        return cls().replace(_source=source, **values)
+
+    def replace(self, _source: str = "override", **changes: Any) -> TrainConfig:
+        """A copy with some fields changed; ``None`` values are ignored (unset options)."""
+        known = {f.name: f for f in fields(self)}
+        unknown = sorted(set(changes) - set(known))
+        if unknown:
+            raise ConfigError(
+                f"{_source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        coerced = {
+            k: _coerce(known[k], v, _source) for k, v in changes.items() if v is not None
+        }
+        return dataclasses.replace(self, **coerced)
+
+    def to_toml(self) -> str:
+        """Flat TOML text, one ``key = value`` line per field (readable by :func:`load_toml`)."""
+        lines = ["# aerec training configuration"]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in self.to_dict().items()]
+        return "\n".join(lines) + "\n"
+
+    def save_toml(self, path: str | Path) -> None:
+        """Write :meth:`to_toml` atomically (temporary file, then rename)."""
+        write_text_atomic(Path(path), self.to_toml())
+
+
+def _problems(c: TrainConfig):
+    if not c.layers or any(w < 1 for w in c.layers):
+        yield f"layers must be positive widths, got {list(c.layers)}"
+    if c.activation not in ACTIVATION_NAMES:
+        yield f"activation {c.activation!r} is not one of {', '.join(ACTIVATION_NAMES)}"
+    if c.output_activation not in (*ACTIVATION_NAMES, "same"):
+        yield f"output_activation {c.output_activation!r} is not 'same' or an activation"
+    if not 0.0 <= c.dropout < 1.0:
+        yield f"dropout must be in [0, 1), got {c.dropout}"
+    if c.optimizer not in OPTIMIZER_NAMES:
+        yield f"optimizer {c.optimizer!r} is not one of {', '.join(OPTIMIZER_NAMES)}"
+    if not (c.lr > 0 and math.isfinite(c.lr)):
+        yield f"lr must be a positive number, got {c.lr}"
+    if not c.weight_decay >= 0:
+        yield f"weight_decay must be ≥ 0, got {c.weight_decay}"
+    if not 0 <= c.momentum < 1:
+        yield f"momentum must be in [0, 1), got {c.momentum}"
+    if c.lr_schedule not in LR_SCHEDULE_NAMES:
+        yield f"lr_schedule {c.lr_schedule!r} is not one of {', '.join(LR_SCHEDULE_NAMES)}"
+    if c.lr_step_epochs < 1:
+        yield f"lr_step_epochs must be ≥ 1, got {c.lr_step_epochs}"
+    if not c.lr_gamma > 0:
+        yield f"lr_gamma must be > 0, got {c.lr_gamma}"
+    if not 0 <= c.lr_min <= c.lr:
+        yield f"lr_min must be in [0, lr], got {c.lr_min}"
+    if c.batch_size < 1:
+        yield f"batch_size must be ≥ 1, got {c.batch_size}"
+    if c.epochs < 1:
+        yield f"epochs must be ≥ 1, got {c.epochs}"
+    if c.patience < 0:
+        yield f"patience must be ≥ 0 (0 = off), got {c.patience}"
+    if not c.divergence_factor > 0:
+        yield f"divergence_factor must be > 0, got {c.divergence_factor}"
+    if not 0 <= c.test_fraction < 1:
+        yield f"test_fraction must be in [0, 1), got {c.test_fraction}"
+    if not 0 <= c.validation_fraction < 1:
+        yield f"validation_fraction must be in [0, 1), got {c.validation_fraction}"
+    if not 0 < c.holdout_fraction < 1:
+        yield f"holdout_fraction must be in (0, 1), got {c.holdout_fraction}"
+    if c.threads < 0:
+        yield f"threads must be ≥ 0 (0 = all cores), got {c.threads}"
+    if c.device not in DEVICE_NAMES:
+        yield f"device {c.device!r} is not one of {', '.join(DEVICE_NAMES)}"
+
+
+def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
+    """Check and convert one value to the field's declared type."""
+    kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
+    try:
+        if f.name == "layers":
+            return parse_layers(value) if isinstance(value, str) else tuple(int(v) for v in value)
+        if kind == "bool" or isinstance(value, bool):
+            raise TypeError
+        if kind == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise TypeError
+            return int(value)
+        if kind == "float":
+            return float(value)
+        if kind == "str":
+            if not isinstance(value, str):
+                raise TypeError
+            return value.strip().lower()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {f.name} = {value!r} is not a valid {kind}") from None
+    return value  # pragma: no cover
+
+
+def parse_layers(text: str) -> tuple[int, ...]:
+    """``"512,256,64"`` → ``(512, 256, 64)``."""
+    try:
+        widths = tuple(int(part) for part in text.replace(" ", "").split(",") if part)
+    except ValueError:
+        raise ConfigError(
+            f"layers {text!r}: expected comma-separated widths like 512,256,64"
+        ) from None
+    if not widths:
+        raise ConfigError(f"layers {text!r}: no widths given")
+    return widths
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)  # a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary files
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Read a flat TOML configuration file into a dict (errors name the file)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: configuration file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    nested = [k for k, v in data.items() if isinstance(v, dict)]
+    if nested:
+        raise ConfigError(f"{path}: expected flat key = value settings, found table(s) {nested}")
+    return data
+
+
+#: Named configurations. ``seed`` is the published autoencoder, trained exactly as published.
+PRESETS: dict[str, TrainConfig] = {
+    "seed": TrainConfig(),
+}
+
+
+def resolve_config(
+    preset: str | None = None,
+    path: str | Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> TrainConfig:
+    """Preset, then TOML file, then overrides (``None`` values skipped), each over the last.
+
+    The preset is ``preset`` if given, else the file's ``preset = "..."`` key, else ``seed``.
+    """
+    file_values: dict[str, Any] = dict(load_toml(path)) if path is not None else {}
+    file_preset = file_values.pop("preset", None)
+    name = preset or file_preset or "seed"
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+    config = PRESETS[name]
+    if file_values:
+        config = config.replace(_source=str(path), **file_values)
+    if overrides:
+        config = config.replace(**overrides)
+    return config
+
+
+__all__ = [
+    "PRESETS",
+    "ConfigError",
+    "TrainConfig",
+    "load_toml",
+    "parse_layers",
+    "resolve_config",
+    "write_text_atomic",
+]

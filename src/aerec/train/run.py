@@ -1,0 +1,312 @@
+"""``train()``: a whole training run into a run directory, resumable.
+
+Run directory layout::
+
+    config.toml          the resolved TrainConfig
+    metrics.csv          epoch, train_loss, train_rmse, val_loss, val_rmse, seconds
+    learning_curve.png   loss and RMSE against epoch
+    best.pt              checkpoint of the epoch with the lowest validation RMSE
+    last.pt              checkpoint of the latest epoch, with optimiser and RNG states
+
+Every file is written atomically (temporary file, then ``os.replace``) at the end of each epoch
+(the plot at the end of the run), so a run killed mid-epoch loses only that epoch and
+``train(..., resume=True)`` continues it bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from aerec.config import TrainConfig
+from aerec.data.splits import make_splits
+from aerec.data.store import PreparedDataset, load_dataset
+from aerec.train.checkpoint import (
+    TrainingStats,
+    build_payload,
+    manifest_json,
+    read_payload,
+    save_checkpoint,
+)
+from aerec.train.diagnostics import training_warnings
+from aerec.train.errors import IncompatibleResume, TrainingDiverged
+from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted
+from aerec.train.metrics_log import EpochMetrics, plot_learning_curve, write_metrics_csv
+from aerec.train.trainer import Trainer, build_model, resolve_device
+
+CONFIG_FILE = "config.toml"
+METRICS_FILE = "metrics.csv"
+CURVE_FILE = "learning_curve.png"
+BEST_FILE = "best.pt"
+LAST_FILE = "last.pt"
+
+#: Settings that may change when a run is resumed; all others must match the saved run.
+RESUMABLE_FIELDS = frozenset({"epochs", "patience", "threads", "device", "divergence_factor"})
+
+
+@dataclass
+class TrainResult:
+    """What a run achieved and where its files are.
+
+    ``best_*`` are the lowest values over all epochs of each metric (as the published README
+    reports them); ``best_epoch`` is the epoch with the lowest validation RMSE (saved as
+    ``best.pt``). Losses are masked MSE of raw outputs; RMSEs use outputs clipped to the scale.
+    """
+
+    run_dir: Path
+    config: TrainConfig
+    best_epoch: int
+    epochs_completed: int
+    best_train_loss: float
+    best_train_rmse: float
+    best_val_loss: float
+    best_val_rmse: float
+    #: Validation RMSE of predicting the training mean for everything (the floor to beat).
+    baseline_val_rmse: float
+    #: Wall time of this invocation (resumed epochs not included).
+    seconds: float
+    stopped_early: bool
+    warnings: list[str]
+    history: list[EpochMetrics]
+    batches_per_epoch: int
+    config_path: Path
+    metrics_path: Path
+    curve_path: Path
+    best_checkpoint: Path
+    last_checkpoint: Path
+
+
+def available_cores() -> int:
+    """Cores this process may run on (CPU affinity / container limits), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def read_run_config(run_dir: str | Path) -> TrainConfig:
+    """The configuration saved in a run directory's ``last.pt`` (to resume with changes)."""
+    path = Path(run_dir) / LAST_FILE
+    return TrainConfig.from_dict(read_payload(path)["config"], source=str(path))
+
+
+def _check_resumable(saved: TrainConfig, wanted: TrainConfig, path: Path) -> None:
+    changed = [
+        f"{k} ({saved_v!r} → {wanted.to_dict()[k]!r})"
+        for k, saved_v in saved.to_dict().items()
+        if k not in RESUMABLE_FIELDS and wanted.to_dict()[k] != saved_v
+    ]
+    if changed:
+        raise IncompatibleResume(
+            f"{path}: cannot resume with a different configuration: {', '.join(changed)}; only "
+            f"{', '.join(sorted(RESUMABLE_FIELDS))} may change (start a new run for the rest)"
+        )
+
+
+def best_index(history: list[EpochMetrics]) -> int:
+    """Index into ``history`` of the best epoch: lowest validation RMSE, or lowest training
+    loss when there is no validation data."""
+    key = "val_rmse" if any(math.isfinite(m.val_rmse) for m in history) else "train_loss"
+    values = [getattr(m, key) for m in history]
+    return int(np.nanargmin(values))
+
+
+def _min(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return min(finite) if finite else math.nan
+
+
+def train(
+    dataset: str | Path | PreparedDataset,
+    out_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    resume: bool = False,
+    callback: Callback | None = None,
+) -> TrainResult:
+    """Train an autoencoder on a prepared dataset and write the run directory ``out_dir``.
+
+    ``config`` defaults to the ``seed`` preset (or, with ``resume``, to the saved run's config;
+    a given config may then differ only in :data:`RESUMABLE_FIELDS`). The split is recreated
+    from the config's split settings; training uses its ``train`` part, model selection and
+    early stopping its ``validation`` part; the test part is not touched.
+
+    Raises ``FileExistsError`` when ``out_dir`` already holds a run and ``resume`` is False,
+    :class:`TrainingDiverged` when the loss blows up (the last good checkpoint is kept),
+    :class:`IncompatibleResume` when resuming with another configuration or dataset.
+    """
+    start_time = time.perf_counter()
+    out_dir = Path(out_dir)
+    last_path, best_path = out_dir / LAST_FILE, out_dir / BEST_FILE
+    saved = None
+    if resume:
+        if not last_path.is_file():
+            raise FileNotFoundError(
+                f"{last_path}: nothing to resume (no completed epoch); run without --resume"
+            )
+        saved = read_payload(last_path)
+        saved_config = TrainConfig.from_dict(saved["config"], source=str(last_path))
+        if config is None:
+            config = saved_config
+        _check_resumable(saved_config, config, last_path)
+    elif last_path.exists() or best_path.exists():
+        raise FileExistsError(
+            f"{out_dir}: already holds a training run; resume it (--resume) or choose another "
+            "--out"
+        )
+    config = config or TrainConfig()
+
+    ds = dataset if isinstance(dataset, PreparedDataset) else load_dataset(dataset)
+    splits = make_splits(
+        ds,
+        config.split_protocol,
+        test_fraction=config.test_fraction,
+        validation_fraction=config.validation_fraction,
+        holdout_fraction=config.holdout_fraction,
+        seed=config.split_seed,
+    )
+    dataset_info = {
+        "path": str(Path(ds.path).resolve()),
+        "n_users": int(ds.n_users),
+        "n_movies": int(ds.n_movies),
+        "train_ratings": int(splits.train.nnz),
+        "validation_ratings": int(splits.validation.nnz),
+        "test_ratings": int(splits.test.nnz),
+        "manifest_json": manifest_json(ds.manifest),
+    }
+    if saved is not None:
+        before = saved["dataset"]
+        for key in ("n_users", "n_movies", "train_ratings", "validation_ratings"):
+            if int(before[key]) != dataset_info[key]:
+                raise IncompatibleResume(
+                    f"{last_path}: the dataset differs from the saved run's ({key}: "
+                    f"{before[key]} then, {dataset_info[key]} now)"
+                )
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(config.threads or available_cores())
+    try:
+        return _run(
+            config, ds, splits, dataset_info, out_dir, saved, callback, start_time
+        )
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time) -> TrainResult:
+    device = resolve_device(config.device)
+    scale = ds.scale
+    stats = TrainingStats.from_matrix(splits.train)
+    model = build_model(config, ds.n_movies)
+    trainer = Trainer(
+        model, config, splits.train, splits.validation,
+        clip=(scale.minimum, scale.maximum), device=device, callback=callback,
+    )
+    history: list[EpochMetrics] = []
+    bad_epochs = 0
+    if saved is not None:
+        model.load_state_dict(saved["model_state"])
+        trainer.load_state_dict(saved["trainer"])
+        history = [EpochMetrics.from_dict(h) for h in saved["history"]]
+        bad_epochs = int(saved["best"].get("bad_epochs", 0))
+
+    val = splits.validation.data.astype(np.float64)
+    baseline_val_rmse = (
+        float(np.sqrt(np.mean((val - stats.global_mean) ** 2))) if len(val) else math.nan
+    )
+    has_validation = splits.validation.nnz > 0
+    patience = config.patience if has_validation else 0
+    paths = {name: out_dir / name for name in (CONFIG_FILE, METRICS_FILE, CURVE_FILE)}
+    best_path, last_path = out_dir / BEST_FILE, out_dir / LAST_FILE
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.save_toml(paths[CONFIG_FILE])
+
+    def payload(kind: str, best: dict, with_state: bool) -> dict:
+        return build_payload(
+            kind=kind, model=model, config=config, epoch=trainer.epoch,
+            history=[m.to_dict() for m in history], best=best, dataset_info=dataset_info,
+            user_ids=ds.user_ids, movie_ids=ds.movie_ids, titles=ds.titles, years=ds.years,
+            scale=scale, stats=stats, split=splits.params,
+            trainer_state=trainer.state_dict() if with_state else None,
+        )
+
+    if callback is not None:
+        callback(RunStarted(
+            out_dir, config, trainer.epoch + 1, config.epochs, trainer.batches_per_epoch,
+            len(trainer.train_users), int(splits.train.nnz), int(splits.validation.nnz),
+            tuple(history),
+        ))
+
+    def stop_early() -> bool:
+        return patience > 0 and bad_epochs >= patience
+
+    try:
+        while trainer.epoch < config.epochs and not stop_early():
+            epoch_start = time.perf_counter()
+            lr = trainer.lr
+            try:
+                train_loss, train_rmse = trainer.train_epoch()
+            except TrainingDiverged as exc:
+                kept = read_payload(last_path)["epoch"] if last_path.is_file() else None
+                raise exc.with_checkpoint(last_path if kept else None, kept) from None
+            val_loss, val_rmse = trainer.validate()
+            if not trainer.parameters_finite():
+                raise TrainingDiverged(
+                    trainer.epoch, trainer.batches_per_epoch, trainer.batches_per_epoch,
+                    math.inf, trainer.loss_limit, lr,
+                    last_path if last_path.is_file() else None,
+                    trainer.epoch - 1 if last_path.is_file() else None,
+                )
+            metrics = EpochMetrics(
+                trainer.epoch, train_loss, train_rmse, val_loss, val_rmse,
+                time.perf_counter() - epoch_start, lr,
+            )
+            history.append(metrics)
+            best_i = best_index(history)
+            improved = best_i == len(history) - 1
+            bad_epochs = 0 if improved else bad_epochs + 1
+            best = {**history[best_i].to_dict(), "bad_epochs": bad_epochs}
+            if improved:
+                save_checkpoint(payload("best", best, with_state=False), best_path)
+            save_checkpoint(payload("last", best, with_state=True), last_path)
+            write_metrics_csv(paths[METRICS_FILE], history)
+            if callback is not None:
+                callback(EpochFinished(metrics, history[best_i].epoch, improved))
+    finally:
+        if history:
+            plot_learning_curve(paths[CURVE_FILE], history, title=f"{out_dir.name}")
+
+    best_i = best_index(history)
+    stopped_early = stop_early() and trainer.epoch < config.epochs
+    result = TrainResult(
+        run_dir=out_dir,
+        config=config,
+        best_epoch=history[best_i].epoch,
+        epochs_completed=trainer.epoch,
+        best_train_loss=_min([m.train_loss for m in history]),
+        best_train_rmse=_min([m.train_rmse for m in history]),
+        best_val_loss=_min([m.val_loss for m in history]),
+        best_val_rmse=_min([m.val_rmse for m in history]),
+        baseline_val_rmse=baseline_val_rmse,
+        seconds=time.perf_counter() - start_time,
+        stopped_early=stopped_early,
+        warnings=training_warnings(
+            history, trainer.batches_per_epoch, baseline_val_rmse=baseline_val_rmse,
+            stopped_early=stopped_early, patience=config.patience,
+        ),
+        history=history,
+        batches_per_epoch=trainer.batches_per_epoch,
+        config_path=paths[CONFIG_FILE],
+        metrics_path=paths[METRICS_FILE],
+        curve_path=paths[CURVE_FILE],
+        best_checkpoint=best_path,
+        last_checkpoint=last_path,
+    )
+    if callback is not None:
+        callback(RunFinished(result))
+    return result

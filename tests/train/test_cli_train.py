@@ -1,0 +1,46 @@
+"""``aerec train`` end to end through typer: options reach the config, resume works, divergence
+exits non-zero with the message, and the summary shows the best losses and RMSEs."""
+
+from __future__ import annotations
+
+import typer
+from typer.testing import CliRunner
+
+from aerec.cli.train import register
+from aerec.train import load_checkpoint
+from aerec.train.metrics_log import read_metrics_csv
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer()
+
+    @app.callback()
+    def _root() -> None:
+        """Test app holding only the train command."""
+
+    register(app)
+    return app
+
+
+def test_train_resume_and_divergence(lowrank_dir, tmp_path):
+    runner = CliRunner()
+    app = _app()
+    run = tmp_path / "run"
+    common = [str(lowrank_dir), "--out", str(run), "--threads", "1"]
+    first = runner.invoke(app, ["train", *common, "--epochs", "2", "--layers", "16,8,4",
+                                "--lr", "0.003", "--batch-size", "64", "--activation", "selu"])
+    assert first.exit_code == 0, first.output
+    assert "best training loss" in first.output and "best validation loss" in first.output
+    ckpt = load_checkpoint(run / "last.pt")
+    assert ckpt.config.layers == (16, 8, 4) and ckpt.config.activation == "selu"
+    assert ckpt.config.lr == 0.003 and ckpt.config.batch_size == 64
+
+    resumed = runner.invoke(app, ["train", *common, "--epochs", "3", "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert len(read_metrics_csv(run / "metrics.csv")) == 3
+    assert load_checkpoint(run / "last.pt").config.layers == (16, 8, 4)
+
+    diverged = runner.invoke(app, ["train", str(lowrank_dir), "--out", str(tmp_path / "bad"),
+                                   "--layers", "16,8,4", "--lr", "1000", "--threads", "1"])
+    assert diverged.exit_code == 1
+    assert "training diverged" in diverged.output
