@@ -50,6 +50,38 @@ def _demo(
         ["train", str(dataset), "--out", str(run), "--preset", "seed", *run_args],
     )
     _step("5. evaluate on the test split, beside baselines", ["evaluate", str(run)])
+    _step(
+        "6. top-10 for a new user who rated five movies",
+        ["recommend", str(run), *_sample_new_user(dataset, seed)],
+    )
+
+
+def _sample_new_user(dataset: Path, seed: int) -> list[str]:
+    """``--rate`` options for a plausible new user: three movies a real user of the generated
+    data loved and two they disliked, named by title where the title is unique."""
+    from collections import Counter
+
+    import numpy as np
+
+    from aerec.data.store import load_dataset
+
+    ds = load_dataset(dataset)
+    m = ds.matrix
+    counts = np.diff(m.indptr)
+    rng = np.random.default_rng(seed)
+    user = int(rng.choice(np.flatnonzero((counts >= 15) & (counts <= 60))))
+    cols = m.indices[m.indptr[user] : m.indptr[user + 1]]
+    stars = m.data[m.indptr[user] : m.indptr[user + 1]]
+    order = np.argsort(-stars, kind="stable")
+    picked = [*order[:3], *order[-2:]]
+    title_counts = Counter(ds.titles)
+    args = []
+    for i in picked:
+        col = int(cols[i])
+        title = ds.titles[col]
+        name = title if title and title_counts[title] == 1 else str(int(ds.movie_ids[col]))
+        args += ["--rate", f"{name}={stars[i]:g}"]
+    return args
 
 
 def register(app: typer.Typer) -> None:

@@ -1,0 +1,69 @@
+"""``aerec serve RUN``: the HTTP API and web page over a trained model (uvicorn, one worker)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aerec.cli.common import console
+
+
+def _serve(
+    run: Annotated[
+        Path, typer.Argument(help="Run directory written by `aerec train`, or a .pt checkpoint.")
+    ],
+    host: Annotated[
+        str, typer.Option("--host", help="Address to listen on (0.0.0.0 = every interface).")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="TCP port.")] = 8000,
+    threads: Annotated[
+        int,
+        typer.Option(
+            "--threads", min=0,
+            help="torch threads per request (0 = torch's default, all cores).",
+        ),
+    ] = 1,
+    model_threads: Annotated[
+        int,
+        typer.Option(
+            "--model-threads", min=0,
+            help="Requests computed at once (0 = one per available core).",
+        ),
+    ] = 0,
+    max_ratings: Annotated[
+        int, typer.Option("--max-ratings", min=1, help="Most ratings in one request (413).")
+    ] = 1000,
+    max_k: Annotated[
+        int, typer.Option("--max-k", min=1, help="Largest k a request may ask for.")
+    ] = 100,
+    access_log: Annotated[
+        bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
+    ] = True,
+) -> None:
+    """Serve recommendations over HTTP, with a web page at / and API docs at /docs.
+
+    The model is loaded once, at start-up; stop the server with Ctrl-C.
+    """
+    from aerec.recommend import Recommender
+    from aerec.serve import serve
+
+    if not run.exists():
+        raise FileNotFoundError(f"{run}: no such run directory or checkpoint")
+    with console.status(f"loading {run} …"):
+        recommender = Recommender.load(run)
+    url_host = f"[{host}]" if ":" in host else host
+    console.print(
+        f"serving [bold]{run}[/] at http://{url_host}:{port}/ (API docs at /docs) · Ctrl-C stops",
+        highlight=False,
+    )
+    serve(
+        recommender, host=host, port=port, torch_threads=threads, access_log=access_log,
+        max_ratings=max_ratings, max_k=max_k, model_threads=model_threads or None,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``aerec serve`` to the ``aerec`` app."""
+    app.command("serve")(_serve)

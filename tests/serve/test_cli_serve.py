@@ -1,0 +1,81 @@
+"""``aerec serve RUN``: the real command in a subprocess, answering on a loopback port."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+from typer.testing import CliRunner
+
+from aerec.cli import app, main
+
+runner = CliRunner()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_help_lists_the_options():
+    r = runner.invoke(app, ["serve", "--help"])
+    assert r.exit_code == 0
+    text = " ".join(r.output.split())
+    for option in ("--host", "--port", "--threads", "--max-ratings", "--max-k"):
+        assert option in text
+
+
+def test_missing_run_is_one_clear_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", str(tmp_path / "nope")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "nope" in err and "Traceback" not in err
+
+
+def test_aerec_serve_answers_http(serve_run, recommender):
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aerec", "serve", str(serve_run), "--port", str(port),
+         "--no-access-log"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as r:
+                    health = json.load(r)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                assert proc.poll() is None, proc.stdout.read()
+                assert time.monotonic() < deadline, "aerec serve did not come up"
+                time.sleep(0.1)
+        assert health["model"]["n_movies"] == recommender.n_movies
+        movie = int(recommender.movie_ids[0])
+        body = json.dumps({"ratings": [{"movie_id": movie, "rating": 5}], "k": 3}).encode()
+        request = urllib.request.Request(
+            base + "/recommendations", data=body, headers={"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(request, timeout=10) as r:
+            got = json.load(r)
+        assert [i["movie_id"] for i in got["items"]] == recommender.recommend(
+            {movie: 5}, k=3).movie_ids
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+    assert f"127.0.0.1:{port}" in out
+    assert "Traceback" not in out
