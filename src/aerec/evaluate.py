@@ -205,7 +205,9 @@ def evaluate_scorers(
             if scorer.predicts_ratings:
                 errors[j].update(scores[entry_rows, test_rows.indices], truth)
             if scorer.ranks_items:
-                rankings[j].update_from_items(top_k_items(scores, k, exclude_rows), relevant)
+                ranker = getattr(scorer, "rank_users", None)  # a separate ranking score
+                order = scores if ranker is None else _to_numpy(ranker(users, input_rows))
+                rankings[j].update_from_items(top_k_items(order, k, exclude_rows), relevant)
             seconds[j] += time.perf_counter() - began
 
     results = []
@@ -279,6 +281,23 @@ class AutoencoderScorer:
         """Predicted ratings ``(batch, n_movies)`` from each user's ``inputs`` row (no dropout)."""
         inputs = sp.csr_matrix(inputs)
         out = self.model.predict_dense(
+            inputs.indptr.astype(np.int64),
+            inputs.indices.astype(np.int64),
+            inputs.data.astype(np.float32),
+        )
+        return out.detach().float().cpu().numpy()
+
+    def __getattr__(self, name: str) -> Any:
+        # Models with a ranking head (``rank_dense``, e.g. aerec.model.ranked.RankedModel)
+        # rank top-N lists by it; their predicted ratings still come from predict_dense.
+        if name == "rank_users" and hasattr(self.__dict__.get("model"), "rank_dense"):
+            return self._rank_users
+        raise AttributeError(name)
+
+    def _rank_users(self, user_rows: np.ndarray, inputs: sp.csr_matrix) -> np.ndarray:
+        """Ranking scores ``(batch, n_movies)`` from the model's ``rank_dense``."""
+        inputs = sp.csr_matrix(inputs)
+        out = self.model.rank_dense(
             inputs.indptr.astype(np.int64),
             inputs.indices.astype(np.int64),
             inputs.data.astype(np.float32),

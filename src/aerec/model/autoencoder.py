@@ -1,4 +1,4 @@
-"""The user-based autoencoder: a user's rating row in, the same row reconstructed out.
+"""The autoencoder: a sparse rating row in, the same row reconstructed out.
 
 Architecture (the published ``seed`` preset, ``layers=(512, 256, 64)``)::
 
@@ -18,14 +18,33 @@ entries, so the network is evaluated sparsely:
   (:func:`sampled_output_linear`), or densely for a bounded batch (:meth:`predict_dense`).
 
 Both give the same numbers as the straightforward dense network (tests/model/test_equivalence.py).
+
+Options beyond the published network (all off by default, so the defaults are the published
+network bit for bit):
+
+* ``code_dropout`` — dropout on the code layer too (DeepRecommender drops 80 % there);
+* ``input_dropout`` / ``input_noise`` — training-time corruption of the *input* ratings (a
+  share of each row's ratings hidden, Gaussian noise on the rest); the loss still scores every
+  observed rating, so the network learns to predict ratings it was not shown (denoising);
+* ``tied`` — the decoder reuses the encoder's weights, transposed (half the parameters);
+* ``centring`` — the network models the residual of a baseline: ``"mean"`` subtracts the
+  training mean μ, ``"biases"`` subtracts ``μ + b_row + b_column`` (regularised biases, see
+  :meth:`fit_centring`); predictions add the baseline back;
+* ``clip`` — the prediction API clamps ratings to the scale (training losses stay raw).
+
+This module holds the row-oriented network (rows are users: the published *user-based*
+model). The *item-based* model (rows are movies) in :mod:`aerec.model.item_autoencoder`
+subclasses it and adds how a user is scored from their ratings.
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -37,8 +56,16 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "relu": torch.relu,
     "selu": F.selu,
     "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "elu": F.elu,
     "identity": lambda x: x,
 }
+
+#: What the network models: raw ratings, ratings minus the mean, or minus mean and biases.
+CENTRING_NAMES = ("none", "mean", "biases")
+
+#: Rows encoded at a time by the helpers that sweep a whole matrix (bounded memory).
+ENCODE_BATCH = 4096
 
 
 def dropout(hidden: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -63,22 +90,46 @@ def hidden_widths(layers: Sequence[int]) -> list[int]:
     return layers + layers[-2::-1]
 
 
+def row_biases(
+    inputs: SparseRows, weights: torch.Tensor, global_mean: torch.Tensor,
+    column_bias: torch.Tensor, regularisation: float,
+) -> torch.Tensor:
+    """Each row's regularised bias given fixed column biases, ``(batch,)``.
+
+    ``b_row = Σ_j w_j (r_j − μ − b_j) / (λ + Σ_j w_j)`` over the row's ratings (``weights``
+    ``(nnz,)`` is 1 for a counted rating, 0 for one hidden by input dropout) — the closed-form
+    ridge solve of the bias model with the column biases held fixed, i.e. the last half-sweep of
+    the alternating fit, so a training row gets exactly the bias the fit gave it.
+    """
+    residual = inputs.values - global_mean - column_bias.index_select(0, inputs.indices)
+    sums = torch.zeros(inputs.batch_size, dtype=residual.dtype, device=residual.device)
+    counts = torch.zeros_like(sums)
+    sums.index_add_(0, inputs.rows, residual * weights)
+    counts.index_add_(0, inputs.rows, weights)
+    return sums / (counts + regularisation).clamp_min(1e-12)
+
+
 class AutoEncoder(nn.Module):
-    """User-based autoencoder over ``n_movies`` movies.
+    """Row-oriented autoencoder over ``n_columns`` inputs (the user-based model: rows are
+    users, columns the ``n_movies`` movies).
 
     Parameters (``state_dict`` keys):
 
-    * ``input_weight`` ``(n_movies, widths[0])``, ``input_bias`` ``(widths[0],)`` — first layer,
-      stored movie-major so a user's rated movies select rows;
+    * ``input_weight`` ``(n_columns, widths[0])``, ``input_bias`` ``(widths[0],)`` — first layer,
+      stored column-major so a row's rated columns select rows of the weight;
     * ``hidden.{i}.weight`` ``(widths[i+1], widths[i])`` and ``hidden.{i}.bias`` — the middle
-      layers (``nn.Linear``);
-    * ``output_weight`` ``(n_movies, widths[-1])``, ``output_bias`` ``(n_movies,)`` — last layer,
-      one row per movie so scoring a movie gathers one row.
+      layers (``nn.Linear``); with ``tied`` only the encoder's, plus ``decoder_bias.{i}``;
+    * ``output_weight`` ``(n_columns, widths[-1])`` (absent when ``tied``: the input weight is
+      reused), ``output_bias`` ``(n_columns,)`` — last layer, one row per column;
+    * with centring, buffers ``global_mean`` ``()`` and ``column_bias`` ``(n_columns,)``.
 
     Initialisation is PyTorch's ``nn.Linear`` default — weights and biases uniform in
     ``±1/sqrt(fan_in)`` — drawn from ``generator`` when given (reproducible without touching the
     global RNG).
     """
+
+    #: ``"user"``: a row is a user's ratings of movies.
+    orientation = "user"
 
     def __init__(
         self,
@@ -88,65 +139,142 @@ class AutoEncoder(nn.Module):
         output_activation: str | None = None,
         dropout: float = 0.1,
         *,
+        code_dropout: float = 0.0,
+        input_dropout: float = 0.0,
+        input_noise: float = 0.0,
+        tied: bool = False,
+        centring: str = "none",
+        bias_regularisation: float = 10.0,
+        clip: Sequence[float] | None = None,
+        n_columns: int | None = None,
         generator: torch.Generator | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> None:
         super().__init__()
-        if n_movies < 1 or not layers or any(int(w) < 1 for w in layers):
+        n_columns = int(n_movies if n_columns is None else n_columns)
+        if n_movies < 1 or n_columns < 1 or not layers or any(int(w) < 1 for w in layers):
             raise ValueError(f"invalid architecture: n_movies={n_movies}, layers={list(layers)}")
         output_activation = output_activation or activation
         for name in (activation, output_activation):
             if name not in ACTIVATIONS:
                 raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        for name, p in (("dropout", dropout), ("code_dropout", code_dropout),
+                        ("input_dropout", input_dropout)):
+            if not 0.0 <= p < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {p}")
+        if centring not in CENTRING_NAMES:
+            raise ValueError(f"centring {centring!r} is not one of {CENTRING_NAMES}")
         self.n_movies = int(n_movies)
+        #: Width of a row: ``n_movies`` for the user-based model, ``n_users`` item-based.
+        self.n_columns = n_columns
         self.layers = [int(w) for w in layers]
         self.activation = activation
         self.output_activation = output_activation
         self.dropout = float(dropout)
+        self.code_dropout = float(code_dropout)
+        self.input_dropout = float(input_dropout)
+        self.input_noise = float(input_noise)
+        self.tied = bool(tied)
+        self.centring = centring
+        self.bias_regularisation = float(bias_regularisation)
+        self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
         widths = hidden_widths(self.layers)
         self.widths = widths
-        #: Index (into ``widths``) of the code layer, the only hidden layer without dropout.
+        #: Index (into ``widths``) of the code layer, the only hidden layer without ``dropout``.
         self.code_layer = len(self.layers) - 1
-        self.input_weight = nn.Parameter(torch.empty(n_movies, widths[0], dtype=dtype))
+        self.input_weight = nn.Parameter(torch.empty(n_columns, widths[0], dtype=dtype))
         self.input_bias = nn.Parameter(torch.empty(widths[0], dtype=dtype))
-        self.hidden = nn.ModuleList(
-            nn.Linear(w_in, w_out, dtype=dtype) for w_in, w_out in itertools.pairwise(widths)
-        )
-        self.output_weight = nn.Parameter(torch.empty(n_movies, widths[-1], dtype=dtype))
-        self.output_bias = nn.Parameter(torch.empty(n_movies, dtype=dtype))
+        pairs = list(itertools.pairwise(widths))
+        encoder_pairs = pairs[: self.code_layer] if self.tied else pairs
+        self.hidden = nn.ModuleList(nn.Linear(a, b, dtype=dtype) for a, b in encoder_pairs)
+        if self.tied:  # decoder layers reuse the mirrored encoder weights; own biases only
+            self.decoder_bias = nn.ParameterList(
+                nn.Parameter(torch.empty(b, dtype=dtype)) for _, b in pairs[self.code_layer :]
+            )
+        else:
+            self.output_weight = nn.Parameter(torch.empty(n_columns, widths[-1], dtype=dtype))
+        self.output_bias = nn.Parameter(torch.empty(n_columns, dtype=dtype))
+        if centring != "none":
+            self.register_buffer("global_mean", torch.zeros((), dtype=dtype))
+            self.register_buffer("column_bias", torch.zeros(n_columns, dtype=dtype))
         self.reset_parameters(generator)
 
     # ------------------------------------------------------------------ construction
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Uniform ``±1/sqrt(fan_in)`` for every weight and bias, layer by layer, in order."""
-        layers = [(self.input_weight, self.input_bias, self.n_movies)]
+        layers: list[tuple[torch.Tensor | None, torch.Tensor, int]] = [
+            (self.input_weight, self.input_bias, self.n_columns)
+        ]
         layers += [(lin.weight, lin.bias, lin.in_features) for lin in self.hidden]
-        layers.append((self.output_weight, self.output_bias, self.widths[-1]))
+        if self.tied:
+            fans = self.widths[self.code_layer:-1]
+            layers += [(None, bias, fan) for bias, fan in zip(self.decoder_bias, fans)]
+            layers.append((None, self.output_bias, self.widths[-1]))
+        else:
+            layers.append((self.output_weight, self.output_bias, self.widths[-1]))
         with torch.no_grad():
             for weight, bias, fan_in in layers:
                 bound = 1.0 / math.sqrt(fan_in)
-                nn.init.uniform_(weight, -bound, bound, generator=generator)
+                if weight is not None:
+                    nn.init.uniform_(weight, -bound, bound, generator=generator)
                 nn.init.uniform_(bias, -bound, bound, generator=generator)
 
     def architecture(self) -> dict:
-        """Everything needed to rebuild this network, as plain types (:meth:`from_architecture`)."""
-        return {
+        """Everything needed to rebuild this network, as plain types (:meth:`from_architecture`).
+
+        The published network's five keys (``n_movies``, ``layers``, ``activation``,
+        ``output_activation``, ``dropout``) always; the options only where they differ from
+        their defaults, so a ``seed`` checkpoint reads as before the options existed.
+        """
+        arch: dict = {
             "n_movies": self.n_movies,
             "layers": list(self.layers),
             "activation": self.activation,
             "output_activation": self.output_activation,
             "dropout": self.dropout,
         }
+        options = {
+            "orientation": self.orientation,
+            "n_columns": self.n_columns,
+            "code_dropout": self.code_dropout,
+            "input_dropout": self.input_dropout,
+            "input_noise": self.input_noise,
+            "tied": self.tied,
+            "centring": self.centring,
+            "bias_regularisation": self.bias_regularisation,
+            "clip": None if self.clip is None else list(self.clip),
+        }
+        defaults = {
+            "orientation": "user", "n_columns": self.n_movies, "code_dropout": 0.0,
+            "input_dropout": 0.0, "input_noise": 0.0, "tied": False, "centring": "none",
+            "bias_regularisation": 10.0, "clip": None,
+        }
+        arch.update({k: v for k, v in options.items() if v != defaults[k]})
+        return arch
 
     @classmethod
-    def from_architecture(cls, arch: dict, **kwargs: object) -> AutoEncoder:
-        """Rebuild an (untrained) network from :meth:`architecture`'s dict."""
-        return cls(
-            int(arch["n_movies"]), [int(w) for w in arch["layers"]], str(arch["activation"]),
-            str(arch["output_activation"]), float(arch["dropout"]), **kwargs,  # type: ignore[arg-type]
-        )
+    def from_architecture(cls, arch: dict, **kwargs: object) -> nn.Module:
+        """Rebuild an (untrained) model from an ``architecture()`` dict — any model of the
+        family: user-based, item-based (:class:`~aerec.model.item_autoencoder.ItemAutoEncoder`)
+        or an ensemble (:class:`~aerec.model.ensemble.Ensemble`). Dicts written before the
+        options existed rebuild the published network."""
+        from aerec.model.factory import model_from_architecture
+
+        return model_from_architecture(arch, **kwargs)
+
+    @classmethod
+    def _options(cls, arch: dict) -> dict:
+        """Keyword arguments shared by every orientation, from an architecture dict."""
+        clip = arch.get("clip")
+        return {
+            "code_dropout": float(arch.get("code_dropout", 0.0)),
+            "input_dropout": float(arch.get("input_dropout", 0.0)),
+            "input_noise": float(arch.get("input_noise", 0.0)),
+            "tied": bool(arch.get("tied", False)),
+            "centring": str(arch.get("centring", "none")),
+            "bias_regularisation": float(arch.get("bias_regularisation", 10.0)),
+            "clip": None if clip is None else (float(clip[0]), float(clip[1])),
+        }
 
     @property
     def device(self) -> torch.device:
@@ -156,39 +284,170 @@ class AutoEncoder(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.output_bias.dtype
 
+    @property
+    def decoder_weight(self) -> torch.Tensor:
+        """The last layer's weight ``(n_columns, widths[-1])`` (the input weight when tied)."""
+        return self.input_weight if self.tied else self.output_weight
+
+    def middle_layers(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """``(weight (out, in), bias (out,))`` of each middle layer, in order (tied decoder
+        layers use the mirrored encoder weight, transposed)."""
+        n_middle = len(self.widths) - 1
+        for i in range(n_middle):
+            if not self.tied or i < self.code_layer:
+                linear = self.hidden[i]
+                yield linear.weight, linear.bias
+            else:
+                mirror = self.hidden[n_middle - 1 - i]
+                yield mirror.weight.t(), self.decoder_bias[i - self.code_layer]
+
+    # ------------------------------------------------------------------ centring
+    @torch.no_grad()
+    def fit_centring(self, rows: sp.csr_matrix, sweeps: int = 10) -> None:
+        """Fit the centring baseline on training ratings ``rows`` ``(n_rows, n_columns)``.
+
+        ``"mean"``: μ = mean rating. ``"biases"``: μ plus biases minimising
+        ``Σ (r − μ − b_row − b_col)² + λ (Σ b_row² + Σ b_col²)`` by alternating closed-form
+        ridge solves (``λ`` = ``bias_regularisation``), column biases first, ending with the
+        row biases so that :func:`row_biases` reproduces a training row's bias exactly.
+        Only the column biases are stored; a row's bias is always recomputed from its input.
+        """
+        if self.centring == "none":
+            return
+        rows = sp.csr_matrix(rows)
+        if rows.shape[1] != self.n_columns:
+            raise ValueError(f"centring data has {rows.shape[1]} columns, model {self.n_columns}")
+        data = rows.data.astype(np.float64)
+        mean = float(data.mean()) if len(data) else 0.0
+        column_bias = np.zeros(self.n_columns)
+        if self.centring == "biases" and len(data):
+            lam = self.bias_regularisation
+            row_of = np.repeat(np.arange(rows.shape[0]), np.diff(rows.indptr))
+            cols = rows.indices.astype(np.int64)
+            resid = data - mean
+            row_denom = np.maximum(np.bincount(row_of, minlength=rows.shape[0]) + lam, 1e-12)
+            col_denom = np.maximum(np.bincount(cols, minlength=self.n_columns) + lam, 1e-12)
+            row_bias = np.zeros(rows.shape[0])
+            n_rows = rows.shape[0]
+            for _ in range(max(sweeps, 1)):
+                column_bias = np.bincount(cols, resid - row_bias[row_of], self.n_columns)
+                column_bias /= col_denom
+                row_bias = np.bincount(row_of, resid - column_bias[cols], n_rows) / row_denom
+        self.global_mean.fill_(mean)
+        self.column_bias.copy_(torch.as_tensor(column_bias, dtype=self.dtype))
+
     # ------------------------------------------------------------------ forward pieces
+    def encode_rows(
+        self, inputs: SparseRows, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``(last hidden layer (batch, widths[-1]), row offsets (batch,) or None)``.
+
+        ``inputs`` ``(batch, n_columns)`` sparse ratings. In training mode the input is
+        corrupted (``input_dropout``, ``input_noise``) and dropout applied, drawing from
+        ``generator``. The row offsets (``μ + b_row`` under centring) are what
+        :meth:`output_at` adds back.
+        """
+        network_input, offsets = self._network_input(inputs, generator)
+        return self._layers(network_input, generator)[0], offsets
+
+    def _network_input(
+        self, inputs: SparseRows, generator: torch.Generator | None = None
+    ) -> tuple[SparseRows, torch.Tensor | None]:
+        """The first layer's input — ratings minus the baseline, corrupted in training — and
+        the row offsets ``μ + b_row`` (``None`` without centring)."""
+        if inputs.values is None:
+            raise ValueError("the input batch needs values (ratings)")
+        corrupt = self.training and (self.input_dropout > 0 or self.input_noise > 0)
+        if self.centring == "none" and not corrupt:
+            return inputs, None  # the published path: ratings in as they are
+        values = inputs.values.to(self.dtype)
+        keep = None
+        if corrupt and self.input_dropout > 0:
+            draw = torch.rand(values.shape, generator=generator, dtype=values.dtype,
+                              device=values.device)
+            keep = (draw >= self.input_dropout).to(values.dtype)
+        offsets = None
+        if self.centring != "none":
+            if self.centring == "mean":
+                offsets = self.global_mean.expand(inputs.batch_size)
+            else:
+                counted = torch.ones_like(values) if keep is None else keep
+                offsets = self.global_mean + row_biases(
+                    inputs, counted, self.global_mean, self.column_bias, self.bias_regularisation
+                )
+            values = values - offsets.index_select(0, inputs.rows)
+            if self.centring == "biases":
+                values = values - self.column_bias.index_select(0, inputs.indices)
+        if corrupt and self.input_noise > 0:
+            noise = torch.randn(values.shape, generator=generator, dtype=values.dtype,
+                                device=values.device)
+            values = values + self.input_noise * noise
+        if keep is not None:
+            values = values * keep * (1.0 / (1.0 - self.input_dropout))
+        return inputs.with_values(values), offsets
+
+    def _layers(
+        self, inputs: SparseRows, generator: torch.Generator | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(last hidden layer, code layer)`` activations for a network input batch."""
+        act = ACTIVATIONS[self.activation]
+        h = act(sparse_input_linear(inputs, self.input_weight, self.input_bias))
+        h = self._drop(h, 0, generator)
+        code = h
+        for i, (weight, bias) in enumerate(self.middle_layers(), start=1):
+            h = self._drop(act(F.linear(h, weight, bias)), i, generator)
+            if i == self.code_layer:
+                code = h
+        return h, code
+
+    def _drop(self, h: torch.Tensor, layer: int, generator: torch.Generator | None) -> torch.Tensor:
+        if not self.training:
+            return h
+        p = self.code_dropout if layer == self.code_layer else self.dropout
+        return dropout(h, p, generator) if p > 0 else h
+
     def hidden_state(
         self, inputs: SparseRows, generator: torch.Generator | None = None
     ) -> torch.Tensor:
         """Activations of the last hidden layer, ``(batch, widths[-1])``.
 
-        ``inputs`` ``(batch, n_movies)`` sparse ratings. Dropout is applied when the module is
+        ``inputs`` ``(batch, n_columns)`` sparse ratings. Dropout is applied when the module is
         in training mode, drawing masks from ``generator``.
         """
-        act = ACTIVATIONS[self.activation]
-        drop = self.training and self.dropout > 0.0
-        h = act(sparse_input_linear(inputs, self.input_weight, self.input_bias))
-        if drop and self.code_layer != 0:
-            h = dropout(h, self.dropout, generator)
-        for i, linear in enumerate(self.hidden, start=1):
-            h = act(linear(h))
-            if drop and i != self.code_layer:
-                h = dropout(h, self.dropout, generator)
-        return h
+        return self.encode_rows(inputs, generator)[0]
 
-    def output_at(self, hidden: torch.Tensor, targets: SparseRows) -> torch.Tensor:
-        """Network outputs at the positions of ``targets`` only, ``(targets.nnz,)``.
+    def _column_offsets(self, columns: torch.Tensor) -> torch.Tensor | None:
+        if self.centring != "biases":
+            return None
+        return self.column_bias.index_select(0, columns)
+
+    def output_at(
+        self, hidden: torch.Tensor, targets: SparseRows, offsets: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Outputs at the positions of ``targets`` only, ``(targets.nnz,)``.
 
         ``hidden`` from :meth:`hidden_state`; ``targets`` has the same rows as the input batch
-        and, per row, the movie columns to score (CSR order is kept).
+        and, per row, the columns to score (CSR order is kept). ``offsets`` are the row offsets
+        from :meth:`encode_rows` (centring); the column biases are added here.
         """
-        z = sampled_output_linear(hidden, self.output_weight, self.output_bias, targets)
-        return ACTIVATIONS[self.output_activation](z)
+        z = sampled_output_linear(hidden, self.decoder_weight, self.output_bias, targets)
+        out = ACTIVATIONS[self.output_activation](z)
+        if offsets is not None:
+            out = out + offsets.index_select(0, targets.rows)
+        column = self._column_offsets(targets.indices)
+        return out if column is None else out + column
 
-    def output_dense(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Network outputs for every movie, ``(batch, n_movies)`` — bounded batches only."""
-        z = torch.addmm(self.output_bias, hidden, self.output_weight.t())
-        return ACTIVATIONS[self.output_activation](z)
+    def output_dense(
+        self, hidden: torch.Tensor, offsets: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Outputs for every column, ``(batch, n_columns)`` — bounded batches only."""
+        z = torch.addmm(self.output_bias, hidden, self.decoder_weight.t())
+        out = ACTIVATIONS[self.output_activation](z)
+        if offsets is not None:
+            out = out + offsets[:, None]
+        if self.centring == "biases":
+            out = out + self.column_bias
+        return out
 
     def forward(
         self,
@@ -201,8 +460,16 @@ class AutoEncoder(nn.Module):
         Training reconstructs the input, so ``targets=None``; validation feeds training ratings
         and scores held-out positions by passing them as ``targets``.
         """
-        hidden = self.hidden_state(inputs, generator)
-        return self.output_at(hidden, inputs if targets is None else targets)
+        hidden, offsets = self.encode_rows(inputs, generator)
+        return self.output_at(hidden, inputs if targets is None else targets, offsets)
+
+    def reconstruct_dense(
+        self, inputs: SparseRows, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Outputs for every column of a bounded batch, ``(batch, n_columns)``, in the current
+        mode (dropout in training) — what dense re-feeding feeds back."""
+        hidden, offsets = self.encode_rows(inputs, generator)
+        return self.output_dense(hidden, offsets)
 
     # ------------------------------------------------------------------ prediction API
     def _inputs(self, indptr: object, indices: object, values: object) -> SparseRows:
@@ -210,18 +477,40 @@ class AutoEncoder(nn.Module):
             indptr, indices, values, self.n_movies, dtype=self.dtype, device=self.device
         )
 
+    def _clip(self, predictions: torch.Tensor) -> torch.Tensor:
+        return predictions if self.clip is None else predictions.clamp(*self.clip)
+
     @torch.no_grad()
     def predict_dense(self, indptr: object, indices: object, values: object) -> torch.Tensor:
         """Predicted ratings of every movie for a bounded batch of users, ``(batch, n_movies)``.
 
         ``indptr`` ``(batch + 1,)``, ``indices`` ``(nnz,)`` movie indices and ``values``
         ``(nnz,)`` ratings are the CSR arrays of the users' known ratings (NumPy or torch, e.g.
-        ``m.indptr, m.indices, m.data`` of a SciPy CSR slice). No dropout; raw network outputs
-        (not clipped to the rating scale). Memory is ``batch × n_movies`` floats: slice large
-        sets of users into batches.
+        ``m.indptr, m.indices, m.data`` of a SciPy CSR slice). No dropout; the baseline is added
+        back under centring; clamped to the scale only when the model was built with ``clip``.
+        Memory is ``batch × n_movies`` floats: slice large sets of users into batches.
         """
-        hidden = self._eval_hidden(self._inputs(indptr, indices, values))
-        return self.output_dense(hidden)
+        return self.code_and_predict(indptr, indices, values)[1]
+
+    @torch.no_grad()
+    def code_and_predict(
+        self, indptr: object, indices: object, values: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(codes (batch, code_width), predictions (batch, n_movies))`` in one pass.
+
+        ``codes`` describe each user for similarity search (here the code layer's activations,
+        ``layers[-1]`` wide); ``predictions`` equal :meth:`predict_dense`. Arguments as there.
+        """
+        inputs = self._inputs(indptr, indices, values)
+        with _eval_mode(self):
+            network_input, offsets = self._network_input(inputs)
+            hidden, code = self._layers(network_input, None)
+            return code, self._clip(self.output_dense(hidden, offsets))
+
+    @torch.no_grad()
+    def encode(self, indptr: object, indices: object, values: object) -> torch.Tensor:
+        """Codes of a batch of users, ``(batch, code_width)`` (see :meth:`code_and_predict`)."""
+        return self.code_and_predict(indptr, indices, values)[0]
 
     @torch.no_grad()
     def predict_at(
@@ -238,15 +527,41 @@ class AutoEncoder(nn.Module):
         targets, order = SparseRows.from_positions(
             rows, cols, inputs.batch_size, self.n_movies, device=self.device
         )
-        scored = self.output_at(self._eval_hidden(inputs), targets)
+        with _eval_mode(self):
+            hidden, offsets = self.encode_rows(inputs)
+            scored = self._clip(self.output_at(hidden, targets, offsets))
         out = torch.empty_like(scored)
         out[order] = scored
         return out
 
     def _eval_hidden(self, inputs: SparseRows) -> torch.Tensor:
-        was_training = self.training
-        self.eval()
-        try:
+        with _eval_mode(self):
             return self.hidden_state(inputs)
-        finally:
-            self.train(was_training)
+
+    # ------------------------------------------------------------------ training hooks
+    def prepare_inference(self, rows: sp.csr_matrix, **_: object) -> None:
+        """Store what predicting needs from the training data ``rows`` (in this model's
+        orientation). Nothing for the user-based model: a user's ratings are its input."""
+
+
+class _eval_mode:
+    """Context manager: the module in eval mode inside, its previous mode restored after."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.was_training = module.training
+
+    def __enter__(self) -> nn.Module:
+        self.module.eval()
+        return self.module
+
+    def __exit__(self, *exc: object) -> None:
+        self.module.train(self.was_training)
+
+
+def iter_row_batches(
+    matrix: sp.csr_matrix, batch_size: int = ENCODE_BATCH
+) -> Iterator[tuple[int, sp.csr_matrix]]:
+    """``(first row, CSR slice)`` of consecutive row blocks of ``matrix``."""
+    for start in range(0, matrix.shape[0], batch_size):
+        yield start, matrix[start : start + batch_size]

@@ -115,6 +115,29 @@ class SparseRows:
         torch.cumsum(counts, 0, out=indptr[1:])
         return cls(indptr, cols_t[order], None, n_columns), order
 
+    def with_values(self, values: torch.Tensor | None) -> SparseRows:
+        """The same structure with other values ``(nnz,)`` (row and column indexes are
+        shared, not recomputed)."""
+        if values is not None and values.shape != self.indices.shape:
+            raise ValueError(f"{values.shape[0]} values for {self.nnz} stored entries")
+        out = object.__new__(SparseRows)
+        out.indptr, out.indices, out.values, out.n_columns = (
+            self.indptr, self.indices, values, self.n_columns
+        )
+        out.rows = self.rows
+        out._column_order = self._column_order
+        return out
+
+    @classmethod
+    def dense(cls, block: torch.Tensor) -> SparseRows:
+        """Every entry of a bounded dense block ``(batch, n_columns)`` stored explicitly (dense
+        re-feeding feeds a full reconstruction back as input)."""
+        batch, n_columns = block.shape
+        device = block.device
+        indptr = torch.arange(batch + 1, dtype=torch.int64, device=device) * n_columns
+        indices = torch.arange(n_columns, dtype=torch.int64, device=device).repeat(batch)
+        return cls(indptr, indices, block.reshape(-1), n_columns)
+
     def column_order(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The transposed (column-grouped) view, computed once and cached.
 
@@ -123,7 +146,15 @@ class SparseRows:
         that order. Used by the backward passes to accumulate weight gradients per movie.
         """
         if self._column_order is None:
-            order = torch.sort(self.indices, stable=True).indices
+            if self.indices.device.type == "cpu":
+                # NumPy's stable sort is ~10× faster than torch's on CPU (radix sort when the
+                # columns fit 16 bits); the order is the same — a stable sort is unique.
+                keys = self.indices.numpy()
+                if self.n_columns <= np.iinfo(np.uint16).max:
+                    keys = keys.astype(np.uint16)
+                order = torch.from_numpy(np.argsort(keys, kind="stable").astype(np.int64))
+            else:
+                order = torch.sort(self.indices, stable=True).indices
             counts = torch.bincount(self.indices, minlength=self.n_columns)
             colptr = torch.zeros(self.n_columns + 1, dtype=torch.int64, device=counts.device)
             torch.cumsum(counts, 0, out=colptr[1:])

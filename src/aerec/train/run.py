@@ -5,8 +5,15 @@ Run directory layout::
     config.toml          the resolved TrainConfig
     metrics.csv          epoch, train_loss, train_rmse, val_loss, val_rmse, seconds
     learning_curve.png   loss and RMSE against epoch
-    best.pt              checkpoint of the epoch with the lowest validation RMSE
+    best.pt              checkpoint of the epoch with the lowest validation RMSE — or, with
+                         ``refit``, of that recipe retrained on training + validation ratings
+    selected.pt          (``refit`` only) the selected epoch's model, trained on training only
     last.pt              checkpoint of the latest epoch, with optimiser and RNG states
+    members/             (ensembles only) one run directory per member
+
+An item-based model's checkpoints also hold the movie codes it scores users with, computed from
+the training + validation ratings (never the test split); at the end of the run its fold-in
+penalty is chosen on the validation split (:mod:`aerec.train.finish`).
 
 Every file is written atomically (temporary file, then ``os.replace``) at the end of each epoch
 (the plot at the end of the run), so a run killed mid-epoch loses only that epoch and
@@ -18,7 +25,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +34,7 @@ import torch
 from aerec.config import TrainConfig
 from aerec.data.splits import make_splits
 from aerec.data.store import PreparedDataset, load_dataset
+from aerec.train.batching import union_rows
 from aerec.train.checkpoint import (
     TrainingStats,
     build_payload,
@@ -37,17 +45,28 @@ from aerec.train.checkpoint import (
 from aerec.train.diagnostics import training_warnings
 from aerec.train.errors import IncompatibleResume, TrainingDiverged
 from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted
+from aerec.train.finish import (
+    base_fold_in_l2,
+    choose_ranking,
+    refit,
+    select_fold_in_scale,
+    with_ranking,
+)
 from aerec.train.metrics_log import EpochMetrics, plot_learning_curve, write_metrics_csv
-from aerec.train.trainer import Trainer, build_model, resolve_device
+from aerec.train.trainer import Trainer, build_model, oriented, resolve_device
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.csv"
 CURVE_FILE = "learning_curve.png"
 BEST_FILE = "best.pt"
 LAST_FILE = "last.pt"
+SELECTED_FILE = "selected.pt"
 
 #: Settings that may change when a run is resumed; all others must match the saved run.
-RESUMABLE_FIELDS = frozenset({"epochs", "patience", "threads", "device", "divergence_factor"})
+RESUMABLE_FIELDS = frozenset({
+    "epochs", "steps", "patience", "threads", "device", "divergence_factor", "refit",
+    "fold_in_scale", "checkpoint_seconds",
+})
 
 
 @dataclass
@@ -80,6 +99,10 @@ class TrainResult:
     curve_path: Path
     best_checkpoint: Path
     last_checkpoint: Path
+    #: With ``refit``: the selected (training-only) model; else the same as ``best_checkpoint``.
+    selected_checkpoint: Path | None = None
+    #: What the end of the run decided: ``fold_in`` (scale, validation RMSEs), ``refit``.
+    notes: dict = field(default_factory=dict)
 
 
 def available_cores() -> int:
@@ -191,6 +214,12 @@ def train(
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads or available_cores())
     try:
+        if config.members:
+            from aerec.train.ensemble import train_ensemble
+
+            return train_ensemble(
+                config, ds, splits, dataset_info, out_dir, resume, callback, start_time
+            )
         return _run(
             config, ds, splits, dataset_info, out_dir, saved, callback, start_time
         )
@@ -201,12 +230,19 @@ def train(
 def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time) -> TrainResult:
     device = resolve_device(config.device)
     scale = ds.scale
+    clip = (scale.minimum, scale.maximum)
     stats = TrainingStats.from_matrix(splits.train)
-    model = build_model(config, ds.n_movies)
+    model = build_model(config, ds.n_movies, ds.n_users, clip)
     trainer = Trainer(
         model, config, splits.train, splits.validation,
-        clip=(scale.minimum, scale.maximum), device=device, callback=callback,
+        clip=clip, device=device, callback=callback,
     )
+    item_based = config.orientation == "item"
+    # what an item model's movie codes are computed from: all non-test ratings
+    finishing = item_based or config.refit or config.ranking != "none"
+    known = union_rows(splits.train, splits.validation) if finishing else None
+    known_rows = oriented(known, "item") if item_based else None
+    fold_in_l2 = base_fold_in_l2(config, int(splits.train.nnz)) * (config.fold_in_scale or 1.0)
     history: list[EpochMetrics] = []
     bad_epochs = 0
     if saved is not None:
@@ -226,10 +262,18 @@ def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time)
     out_dir.mkdir(parents=True, exist_ok=True)
     config.save_toml(paths[CONFIG_FILE])
 
+    best_model = build_model(config, ds.n_movies, ds.n_users, clip).to(device)
+    best_model.load_state_dict(model.state_dict())
+    best_epoch = trainer.epoch
+
     def payload(kind: str, best: dict, with_state: bool) -> dict:
+        net, epoch = (model, trainer.epoch) if kind == "last" else (best_model, best_epoch)
+        if item_based:
+            net.prepare_inference(known_rows, fold_in_l2=fold_in_l2)
         return build_payload(
-            kind=kind, model=model, config=config, epoch=trainer.epoch,
-            history=[m.to_dict() for m in history], best=best, dataset_info=dataset_info,
+            kind=kind, model=net, config=config, epoch=epoch,
+            history=[m.to_dict() for m in history[:epoch]], best=best,
+            dataset_info=dataset_info,
             user_ids=ds.user_ids, movie_ids=ds.movie_ids, titles=ds.titles, years=ds.years,
             scale=scale, stats=stats, split=splits.params,
             trainer_state=trainer.state_dict() if with_state else None,
@@ -237,7 +281,7 @@ def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time)
 
     if callback is not None:
         callback(RunStarted(
-            out_dir, config, trainer.epoch + 1, config.epochs, trainer.batches_per_epoch,
+            out_dir, config, trainer.epoch + 1, trainer.total_epochs, trainer.batches_per_epoch,
             len(trainer.train_users), int(splits.train.nnz), int(splits.validation.nnz),
             tuple(history),
         ))
@@ -245,8 +289,11 @@ def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time)
     def stop_early() -> bool:
         return patience > 0 and bad_epochs >= patience
 
+    best_pending: dict | None = None  # best epoch not yet written (checkpoint_seconds > 0)
+    last_saved = time.perf_counter()
+
     try:
-        while trainer.epoch < config.epochs and not stop_early():
+        while trainer.epoch < trainer.total_epochs and not stop_early():
             epoch_start = time.perf_counter()
             lr = trainer.lr
             try:
@@ -267,14 +314,24 @@ def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time)
                 time.perf_counter() - epoch_start, lr,
             )
             history.append(metrics)
+            trainer.end_epoch(val_rmse)
             best_i = best_index(history)
             improved = best_i == len(history) - 1
             bad_epochs = 0 if improved else bad_epochs + 1
             best = {**history[best_i].to_dict(), "bad_epochs": bad_epochs}
             if improved:
-                save_checkpoint(payload("best", best, with_state=False), best_path)
-            save_checkpoint(payload("last", best, with_state=True), last_path)
-            write_metrics_csv(paths[METRICS_FILE], history)
+                best_model.load_state_dict(model.state_dict())
+                best_epoch, best_pending = trainer.epoch, best
+            now = time.perf_counter()
+            finished = trainer.epoch >= trainer.total_epochs or stop_early()
+            if finished or now - last_saved >= config.checkpoint_seconds:
+                # best.pt first: a crash in between leaves last.pt one save behind, never ahead
+                if best_pending is not None:
+                    save_checkpoint(payload("best", best_pending, with_state=False), best_path)
+                    best_pending = None
+                save_checkpoint(payload("last", best, with_state=True), last_path)
+                write_metrics_csv(paths[METRICS_FILE], history)
+                last_saved = now
             if callback is not None:
                 callback(EpochFinished(metrics, history[best_i].epoch, improved))
     finally:
@@ -282,7 +339,15 @@ def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time)
             plot_learning_curve(paths[CURVE_FILE], history, title=f"{out_dir.name}")
 
     best_i = best_index(history)
-    stopped_early = stop_early() and trainer.epoch < config.epochs
+    stopped_early = stop_early() and trainer.epoch < trainer.total_epochs
+    notes: dict = {}
+    selected_path = out_dir / SELECTED_FILE
+    if finishing and has_validation and history:
+        notes = _finish(
+            config, ds, splits, history, best_i, known, out_dir, device, payload_args={
+                "dataset_info": dataset_info, "stats": stats, "scale": scale,
+            },
+        )
     result = TrainResult(
         run_dir=out_dir,
         config=config,
@@ -306,7 +371,90 @@ def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time)
         curve_path=paths[CURVE_FILE],
         best_checkpoint=best_path,
         last_checkpoint=last_path,
+        selected_checkpoint=selected_path if selected_path.is_file() else best_path,
+        notes=notes,
     )
     if callback is not None:
         callback(RunFinished(result))
     return result
+
+
+def _finish(
+    config: TrainConfig, ds: PreparedDataset, splits, history: list[EpochMetrics], best_i: int,
+    known, out_dir: Path, device: torch.device, payload_args: dict,
+) -> dict:
+    """End of a run, all choices on the validation split: an item model's fold-in penalty;
+    the ranking head's λ and blend weight; then (``refit``) the selected recipe retrained on
+    training + validation ratings. Rewrites ``best.pt`` (and writes ``selected.pt``); returns
+    notes on what was decided. Deterministic, so a resumed run repeats it identically."""
+    best_path, selected_path = out_dir / BEST_FILE, out_dir / SELECTED_FILE
+    source = read_payload(best_path)
+    if source["best"].get("finished") and selected_path.is_file():  # done before: start over
+        source = read_payload(selected_path)
+    scale = payload_args["scale"]
+    clip = (scale.minimum, scale.maximum)
+    item_based = config.orientation == "item"
+    model = build_model(config, ds.n_movies, ds.n_users, clip).to(device)
+    model.load_state_dict(source["model_state"])
+    notes: dict = {}
+    multiple = config.fold_in_scale or 1.0
+    if item_based:
+        base = base_fold_in_l2(config, int(splits.train.nnz))
+        if config.fold_in_scale:
+            model.prepare_inference(oriented(splits.train, "item"), fold_in_l2=multiple * base)
+        else:  # leaves the model prepared from training ratings only
+            multiple, grid = select_fold_in_scale(
+                model, splits.train, splits.validation, base, clip, seed=config.split_seed
+            )
+            model.set_fold_in_l2(multiple * base)
+            notes["fold_in"] = {"scale": multiple, "validation_rmse": grid}
+    ranking = None
+    if config.ranking == "ease":
+        lam, alpha, ranking_notes = choose_ranking(
+            config, model, splits.train, splits.validation, scale.relevance_threshold()
+        )
+        ranking = (lam, alpha)
+        notes["ranking"] = ranking_notes
+    if item_based:
+        model.prepare_inference(oriented(known, "item"), fold_in_l2=multiple * base)
+
+    def save(kind: str, net: torch.nn.Module, best: dict, stats, path: Path) -> None:
+        save_checkpoint(build_payload(
+            kind=kind, model=net, config=config, epoch=int(source["epoch"]),
+            history=list(source["history"]), best=best,
+            dataset_info=payload_args["dataset_info"], user_ids=ds.user_ids,
+            movie_ids=ds.movie_ids, titles=ds.titles, years=ds.years, scale=scale, stats=stats,
+            split=splits.params,
+        ), path)
+
+    selected_best = {k: v for k, v in source["best"].items() if k != "finished"}
+    selected_best.update(_plain(notes))
+    stats = payload_args["stats"]
+    final = model
+    if config.refit:
+        save("selected", model, selected_best, stats, selected_path)
+        epochs = history[best_i].epoch
+        final = refit(
+            config, known, history, epochs, n_movies=ds.n_movies, n_users=ds.n_users,
+            clip=clip, device=device,
+        )
+        if item_based:
+            final.prepare_inference(
+                oriented(known, "item"),
+                fold_in_l2=multiple * base_fold_in_l2(config, int(known.nnz)),
+            )
+        notes["refit"] = {"epochs": epochs, "train_ratings": int(known.nnz)}
+        stats = TrainingStats.from_matrix(known)
+    elif ranking is not None:
+        save("selected", model, selected_best, stats, selected_path)
+    if ranking is not None:
+        final = with_ranking(final, known, *ranking)
+    save("best", final, {**selected_best, **_plain(notes), "finished": True}, stats, best_path)
+    return notes
+
+
+def _plain(notes: dict) -> dict:
+    """Notes with float dict keys turned into strings (checkpoint dicts are JSON-like)."""
+    if isinstance(notes, dict):
+        return {str(k): _plain(v) for k, v in notes.items()}
+    return notes

@@ -17,6 +17,8 @@ import torch
 
 from aerec.config import TrainConfig
 from aerec.model.autoencoder import AutoEncoder
+from aerec.model.item_autoencoder import ItemAutoEncoder
+from aerec.model.sparse_rows import SparseRows
 from aerec.train.batching import (
     batch_count,
     iter_user_batches,
@@ -46,51 +48,104 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_model(config: TrainConfig, n_movies: int) -> AutoEncoder:
-    """A freshly initialised autoencoder for ``config`` (weights drawn from its ``seed``)."""
+def build_model(
+    config: TrainConfig,
+    n_movies: int,
+    n_users: int | None = None,
+    clip: tuple[float, float] | None = None,
+) -> AutoEncoder:
+    """A freshly initialised autoencoder for ``config`` (weights drawn from its ``seed``).
+
+    ``n_users`` is required for ``orientation = "item"`` (the network's width); ``clip`` is the
+    rating scale's ``(min, max)``, used when ``config.clip_predictions``.
+    """
     generator = torch.Generator().manual_seed(seed_streams(config.seed)[0])
+    options = dict(
+        code_dropout=config.code_dropout,
+        input_dropout=config.input_dropout,
+        input_noise=config.input_noise,
+        tied=config.tied,
+        centring=config.centring,
+        bias_regularisation=config.bias_regularisation,
+        clip=clip if config.clip_predictions else None,
+        generator=generator,
+    )
+    if config.orientation == "item":
+        if n_users is None:
+            raise ValueError("an item-based model needs n_users")
+        return ItemAutoEncoder(
+            n_movies, n_users, config.layers, config.activation,
+            config.resolved_output_activation, config.dropout, **options,
+        )
     return AutoEncoder(
         n_movies,
         config.layers,
         config.activation,
         config.resolved_output_activation,
         config.dropout,
-        generator=generator,
+        **options,
     )
 
 
-def make_optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
+def oriented(matrix: sp.csr_matrix, orientation: str) -> sp.csr_matrix:
+    """``matrix`` ``(n_users, n_movies)`` as the model's rows: itself for "user", the
+    transposed CSR ``(n_movies, n_users)`` — each movie's (user, rating) list — for "item"."""
+    if orientation == "user":
+        return matrix
+    out = sp.csr_matrix(matrix).T.tocsr()
+    out.sort_indices()
+    return out
+
+
+def total_epochs(config: TrainConfig, batches_per_epoch: int) -> int:
+    """Epochs to train: ``epochs``, or ``ceil(steps / batches_per_epoch)`` with a step budget."""
+    if config.steps > 0:
+        return max(1, -(-config.steps // max(batches_per_epoch, 1)))
+    return config.epochs
+
+
+def make_optimizer(
+    config: TrainConfig, params, weight_decay: float | None = None
+) -> torch.optim.Optimizer:
     """The configured optimiser over ``params``: adam / adamw (lr, weight_decay) or sgd.
+
+    ``weight_decay`` overrides ``config.weight_decay`` (the trainer passes the effective one,
+    see ``TrainConfig.l2``).
 
     Adam and AdamW use PyTorch's fused kernels (one pass over the weights instead of about
     ten): the optimiser step over the two ``n_movies × 512`` matrices otherwise dominates a
     sparse training step (measured 5× faster on CPU). Same algorithm, same hyper-parameters.
     """
+    decay = config.weight_decay if weight_decay is None else weight_decay
     if config.optimizer == "adam":
-        return torch.optim.Adam(
-            params, lr=config.lr, weight_decay=config.weight_decay, fused=True
-        )
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=decay, fused=True)
     if config.optimizer == "adamw":
-        return torch.optim.AdamW(
-            params, lr=config.lr, weight_decay=config.weight_decay, fused=True
-        )
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=decay, fused=True)
     return torch.optim.SGD(
-        params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+        params, lr=config.lr, momentum=config.momentum, weight_decay=decay,
         foreach=True,
     )
 
 
 def make_scheduler(
-    config: TrainConfig, optimizer: torch.optim.Optimizer
-) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """The configured per-epoch learning-rate schedule, or ``None``."""
+    config: TrainConfig, optimizer: torch.optim.Optimizer, epochs: int | None = None
+) -> torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau | None:
+    """The configured per-epoch learning-rate schedule, or ``None``.
+
+    ``epochs`` is the run's length (the cosine's period; default ``config.epochs``).
+    """
     if config.lr_schedule == "step":
         return torch.optim.lr_scheduler.StepLR(
             optimizer, step_size=config.lr_step_epochs, gamma=config.lr_gamma
         )
     if config.lr_schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(
-            optimizer, T_max=config.epochs, eta_min=config.lr_min
+            optimizer, T_max=epochs or config.epochs, eta_min=config.lr_min
+        )
+    if config.lr_schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode="min", factor=min(config.lr_gamma, 1.0),
+            patience=config.lr_step_epochs - 1, min_lr=config.lr_min,
         )
     return None
 
@@ -99,10 +154,12 @@ class Trainer:
     """Trains ``model`` on ``train`` ratings, validates on ``validation`` ratings.
 
     ``train`` and ``validation`` are float32 CSR matrices ``(n_users, n_movies)`` of the same
-    shape (disjoint entries). Training reconstructs each user's training ratings; validation
-    feeds a user's training ratings in and scores that user's validation ratings.
-    ``clip`` = ``(min, max)`` of the rating scale for the reported RMSE. ``callback`` receives
-    a :class:`~aerec.train.events.BatchFinished` after every optimiser step.
+    shape (disjoint entries). The trainer works on the model's rows (:func:`oriented`): users
+    for the user-based model, movies — the transposed CSR — for the item-based one. Training
+    reconstructs each row's training ratings; validation feeds a row's training ratings in and
+    scores that row's validation ratings. ``clip`` = ``(min, max)`` of the rating scale for the
+    reported RMSE. ``callback`` receives a :class:`~aerec.train.events.BatchFinished` after
+    every optimiser step. A centring model's baseline is fitted on ``train`` here.
     """
 
     def __init__(
@@ -116,7 +173,13 @@ class Trainer:
         device: torch.device | str = "cpu",
         callback: Callback | None = None,
     ) -> None:
-        if train.shape != validation.shape or train.shape[1] != model.n_movies:
+        orientation = getattr(model, "orientation", "user")
+        expected = (model.n_columns, model.n_movies) if orientation == "item" else (
+            None, model.n_movies
+        )
+        if train.shape != validation.shape or train.shape[1] != expected[1] or (
+            expected[0] is not None and train.shape[0] != expected[0]
+        ):
             raise ValueError(
                 f"shapes disagree: train {train.shape}, validation {validation.shape}, "
                 f"model over {model.n_movies} movies"
@@ -124,14 +187,20 @@ class Trainer:
         self.config = config
         self.device = torch.device(device)
         self.model = model.to(self.device)
-        self.train_matrix = train.tocsr()
-        self.validation_matrix = validation.tocsr()
+        self.orientation = orientation
+        #: The training / validation ratings as the model's rows (see :func:`oriented`).
+        self.train_matrix = oriented(train.tocsr(), orientation)
+        self.validation_matrix = oriented(validation.tocsr(), orientation)
         self.clip = clip
         self.callback = callback
+        #: Rows (users, or movies for the item-based model) with training ratings.
         self.train_users = users_with_ratings(self.train_matrix)
         self.validation_users = users_with_ratings(self.validation_matrix)
-        self.optimizer = make_optimizer(config, self.model.parameters())
-        self.scheduler = make_scheduler(config, self.optimizer)
+        self.model.fit_centring(self.train_matrix)
+        #: The optimiser's weight decay (``config.l2 / N`` when ``l2`` is set).
+        self.weight_decay = config.effective_weight_decay(self.train_matrix.nnz)
+        self.optimizer = make_optimizer(config, self.model.parameters(), self.weight_decay)
+        self.scheduler = make_scheduler(config, self.optimizer, self.total_epochs)
         _, shuffle_seed, dropout_seed = seed_streams(config.seed)
         self.shuffle_rng = np.random.default_rng(shuffle_seed)
         self.dropout_generator = torch.Generator(device=self.device).manual_seed(dropout_seed)
@@ -146,12 +215,17 @@ class Trainer:
         return batch_count(len(self.train_users), self.config.batch_size)
 
     @property
+    def total_epochs(self) -> int:
+        """Epochs the run lasts: ``config.epochs``, or the step budget in epochs."""
+        return total_epochs(self.config, self.batches_per_epoch)
+
+    @property
     def lr(self) -> float:
         """The learning rate the next epoch will use."""
         return float(self.optimizer.param_groups[0]["lr"])
 
     def train_epoch(self) -> tuple[float, float]:
-        """One pass over every training user; returns ``(train_loss, train_rmse)``.
+        """One pass over every training row; returns ``(train_loss, train_rmse)``.
 
         ``train_loss`` is the masked MSE over all ratings of the epoch (as seen during training,
         dropout active); ``train_rmse`` the same predictions clipped to the scale. Raises
@@ -174,12 +248,38 @@ class Trainer:
             loss.backward()
             self.optimizer.step()
             sums.add(predictions, inputs.values)
+            for _ in range(self.config.refeed):
+                self._refeed_step(inputs)
             if self.callback is not None:
                 self.callback(BatchFinished(epoch, number, batches, loss_value))
-        if self.scheduler is not None:
+        if self.scheduler is not None and not isinstance(
+            self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau
+        ):
             self.scheduler.step()
         self.epoch = epoch
         return sums.loss, sums.rmse
+
+    def _refeed_step(self, inputs: SparseRows) -> None:
+        """Dense re-feeding (Kuchaiev & Ginsburg 2017): the batch's dense reconstruction
+        ``f(x)`` (no gradient) is an input whose every entry is a target — ``f(f(x)) ≈ f(x)``
+        — one more optimiser step on a bounded ``(batch, row width)`` block."""
+        with torch.no_grad():
+            dense = self.model.reconstruct_dense(inputs, self.dropout_generator)
+        refed = SparseRows.dense(dense)
+        predictions = self.model(refed, generator=self.dropout_generator)
+        loss = torch.mean((predictions - refed.values) ** 2)
+        if not math.isfinite(loss.item()):
+            return  # a diverging re-feed is caught by the next regular step
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+
+    def end_epoch(self, val_rmse: float) -> None:
+        """Tell a plateau schedule the epoch's validation RMSE (no-op for other schedules)."""
+        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau) and (
+            math.isfinite(val_rmse)
+        ):
+            self.scheduler.step(val_rmse)
 
     @torch.no_grad()
     def validate(self) -> tuple[float, float]:
@@ -193,9 +293,13 @@ class Trainer:
             sums.add(self.model(inputs, targets), targets.values)
         return sums.loss, sums.rmse
 
+    @torch.no_grad()
     def parameters_finite(self) -> bool:
-        """True when no weight is NaN or infinite."""
-        return all(bool(torch.isfinite(p).all()) for p in self.model.parameters())
+        """True when no weight is NaN or infinite (one sum per tensor: NaN and ±inf
+        propagate into it, and no temporary mask the size of the weights is made)."""
+        return all(
+            math.isfinite(float(p.sum(dtype=torch.float64))) for p in self.model.parameters()
+        )
 
     # ------------------------------------------------------------------ resume support
     def state_dict(self) -> dict:
@@ -216,7 +320,7 @@ class Trainer:
             self.scheduler.load_state_dict(state["scheduler"])
             if isinstance(self.scheduler, torch.optim.lr_scheduler.CosineAnnealingLR):
                 # a resumed run may have been given more epochs: aim the cosine at the new end
-                self.scheduler.T_max = self.config.epochs
+                self.scheduler.T_max = self.total_epochs
         self.shuffle_rng.bit_generator.state = json.loads(state["shuffle_rng"])
         self.dropout_generator.set_state(state["dropout_rng"].cpu())
 

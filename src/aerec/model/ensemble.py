@@ -1,0 +1,98 @@
+"""An ensemble: the weighted average of several trained models' predicted ratings.
+
+Averaging models that err differently (item- and user-based, other seeds) lowers the error of
+the average below its members' — the members are chosen and trained on the training split with
+their own early stopping on the validation split, so the average is an honest configuration,
+not a test-set fit. It offers the same prediction API as a single model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+
+class Ensemble(nn.Module):
+    """Weighted average of ``members`` (models with the ``predict_dense`` API, same movies).
+
+    ``weights`` (default equal) are normalised to sum to 1. State dict keys are
+    ``members.{i}.…`` (each member's own) and ``weights``.
+    """
+
+    orientation = "ensemble"
+
+    def __init__(self, members: Sequence[nn.Module], weights: Sequence[float] | None = None):
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        n_movies = {int(m.n_movies) for m in members}
+        if len(n_movies) != 1:
+            raise ValueError(f"ensemble members disagree on the number of movies: {n_movies}")
+        self.members = nn.ModuleList(members)
+        self.n_movies = n_movies.pop()
+        w = torch.ones(len(members), dtype=torch.float64) if weights is None else torch.tensor(
+            [float(x) for x in weights], dtype=torch.float64
+        )
+        if w.shape != (len(members),) or not bool((w >= 0).all()) or float(w.sum()) <= 0:
+            raise ValueError(f"ensemble weights must be {len(members)} non-negative numbers")
+        self.register_buffer("weights", w / w.sum())
+        clips = [getattr(m, "clip", None) for m in members]
+        #: The members' common clipping range (``None`` unless all clip alike).
+        self.clip = clips[0] if all(c == clips[0] for c in clips) else None
+
+    @property
+    def device(self) -> torch.device:
+        return self.weights.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.members[0].dtype
+
+    def architecture(self) -> dict:
+        """``{"kind": "ensemble", "n_movies", "members": [architecture, ...], "weights"}``."""
+        return {
+            "kind": "ensemble",
+            "n_movies": self.n_movies,
+            "members": [m.architecture() for m in self.members],
+            "weights": [float(x) for x in self.weights],
+        }
+
+    def _combine(self, outputs: list[torch.Tensor]) -> torch.Tensor:
+        total = outputs[0] * float(self.weights[0])
+        for w, out in zip(self.weights[1:].tolist(), outputs[1:]):
+            total = total + out * w
+        return total
+
+    @torch.no_grad()
+    def predict_dense(self, indptr: object, indices: object, values: object) -> torch.Tensor:
+        """Weighted average of the members' ``predict_dense``, ``(batch, n_movies)``."""
+        return self._combine([m.predict_dense(indptr, indices, values) for m in self.members])
+
+    @torch.no_grad()
+    def predict_at(
+        self, indptr: object, indices: object, values: object, rows: object, cols: object
+    ) -> torch.Tensor:
+        """Weighted average of the members' ``predict_at``, ``(k,)``."""
+        return self._combine(
+            [m.predict_at(indptr, indices, values, rows, cols) for m in self.members]
+        )
+
+    @torch.no_grad()
+    def code_and_predict(
+        self, indptr: object, indices: object, values: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(codes, predictions)``: the members' codes, each scaled to unit length and
+        concatenated ``(batch, Σ code widths)``, and the averaged predictions."""
+        codes, outputs = [], []
+        for m in self.members:
+            code, out = m.code_and_predict(indptr, indices, values)
+            codes.append(nn.functional.normalize(code.float(), dim=1))
+            outputs.append(out)
+        return torch.cat(codes, dim=1), self._combine(outputs)
+
+    @torch.no_grad()
+    def encode(self, indptr: object, indices: object, values: object) -> torch.Tensor:
+        """Codes of a batch of users (see :meth:`code_and_predict`)."""
+        return self.code_and_predict(indptr, indices, values)[0]

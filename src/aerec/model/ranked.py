@@ -1,0 +1,98 @@
+"""A rating model with a ranking head: good predicted ratings *and* good top-N lists.
+
+A model trained to predict ratings (RMSE) answers "how much would this user like the movie,
+given that they watch it"; a top-N list should answer "which unseen movies will this user watch
+and like". Ranking every unseen movie by predicted rating favours obscure movies with a few
+high ratings, and loses even to a popularity list. The ranking head adds what the rating model
+ignores — *which* movies a user rated — through an item-item linear autoencoder on the implicit
+matrix (EASE, :mod:`aerec.model.ease`), blended with the predicted rating::
+
+    rank_score(u, i) = (x_u B)_i + α · r̂_ui          (x_u: 1 for each movie u rated)
+
+``B`` and ``α`` are fitted on training data and chosen on the validation split
+(:func:`aerec.train.finish.attach_ranking`). Predicted ratings are the base model's, unchanged;
+only :meth:`RankedModel.rank_dense` — what top-N lists should sort by — uses the head.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from aerec.model.sparse_ops import sparse_input_linear
+from aerec.model.sparse_rows import SparseRows
+
+
+class RankedModel(nn.Module):
+    """``base`` (any model with the prediction API) plus ``item_weights`` ``B``
+    ``(n_movies, n_movies)`` and the blend weight ``rating_weight`` α (buffers)."""
+
+    orientation = "ranked"
+
+    def __init__(
+        self, base: nn.Module, item_weights: object, rating_weight: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.base = base
+        self.n_movies = int(base.n_movies)
+        weights = torch.as_tensor(np.asarray(item_weights), dtype=torch.float32)
+        if weights.shape != (self.n_movies, self.n_movies):
+            raise ValueError(
+                f"item weights of shape {tuple(weights.shape)} for {self.n_movies} movies"
+            )
+        self.register_buffer("item_weights", weights)
+        self.register_buffer("rating_weight", torch.tensor(float(rating_weight)))
+        self.clip = getattr(base, "clip", None)
+
+    @property
+    def device(self) -> torch.device:
+        return self.item_weights.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.base.dtype
+
+    def architecture(self) -> dict:
+        """``{"kind": "ranked", "n_movies", "base": base architecture}``."""
+        return {"kind": "ranked", "n_movies": self.n_movies, "base": self.base.architecture()}
+
+    # ------------------------------------------------------------------ ratings: the base's
+    def predict_dense(self, indptr: object, indices: object, values: object) -> torch.Tensor:
+        """The base model's predicted ratings ``(batch, n_movies)``."""
+        return self.base.predict_dense(indptr, indices, values)
+
+    def predict_at(
+        self, indptr: object, indices: object, values: object, rows: object, cols: object
+    ) -> torch.Tensor:
+        """The base model's predicted ratings at ``(rows[j], cols[j])``, ``(k,)``."""
+        return self.base.predict_at(indptr, indices, values, rows, cols)
+
+    def code_and_predict(
+        self, indptr: object, indices: object, values: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The base model's ``(codes, predicted ratings)``."""
+        return self.base.code_and_predict(indptr, indices, values)
+
+    def encode(self, indptr: object, indices: object, values: object) -> torch.Tensor:
+        """The base model's codes."""
+        return self.code_and_predict(indptr, indices, values)[0]
+
+    # ------------------------------------------------------------------ ranking
+    @torch.no_grad()
+    def implicit_scores(self, indptr: object, indices: object) -> torch.Tensor:
+        """``x_u B`` for a batch of users given by the movies they rated, ``(batch, n)``."""
+        rated = SparseRows.from_arrays(indptr, indices, None, self.n_movies, device=self.device)
+        ones = rated.with_values(torch.ones(rated.nnz, device=self.device))
+        bias = torch.zeros(self.n_movies, device=self.device)
+        return sparse_input_linear(ones, self.item_weights, bias)
+
+    @torch.no_grad()
+    def rank_dense(self, indptr: object, indices: object, values: object) -> torch.Tensor:
+        """Ranking scores of every movie, ``(batch, n_movies)`` (higher first): what top-N
+        lists sort by. Arguments as for :meth:`predict_dense`."""
+        scores = self.implicit_scores(indptr, indices)
+        alpha = float(self.rating_weight)
+        if alpha:
+            scores = scores + alpha * self.predict_dense(indptr, indices, values).float()
+        return scores

@@ -1,0 +1,162 @@
+"""Training an ensemble: each member a complete run of its own, then their average.
+
+A configuration with ``members = ["item", "user-centred", ...]`` (preset names or TOML files)
+trains every member into ``RUN/members/<n>-<name>/`` — a normal run directory, with its own
+early stopping on the validation split — using this configuration's split and execution
+settings (and its ``refit``). The ensemble is the equal-weight average of the members'
+``best.pt`` models (:class:`~aerec.model.ensemble.Ensemble`); its validation RMSE is measured
+with the members' *selected* models (trained on the training split only) through the
+prediction API (item models with movie codes from training ratings only), so the figure is
+honest even when members were refitted. Resuming an ensemble
+resumes its unfinished members and skips the finished ones.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+import time
+from pathlib import Path
+
+from aerec.config import PRESETS, ConfigError, TrainConfig, resolve_config, write_text_atomic
+from aerec.model.ensemble import Ensemble
+from aerec.train.batching import union_rows
+from aerec.train.checkpoint import TrainingStats, build_payload, load_checkpoint, save_checkpoint
+from aerec.train.events import Callback, RunFinished
+from aerec.train.finish import choose_ranking, prediction_rmse, with_ranking
+from aerec.train.metrics_log import EpochMetrics, write_metrics_csv
+from aerec.train.trainer import oriented
+
+#: Settings an ensemble imposes on every member (the data split and how to run).
+SHARED_FIELDS = (
+    "split_protocol", "test_fraction", "validation_fraction", "holdout_fraction", "split_seed",
+    "threads", "device", "refit",
+)
+MEMBERS_DIR = "members"
+MEMBERS_FILE = "members.csv"
+
+
+def member_config(name: str, parent: TrainConfig) -> TrainConfig:
+    """The configuration of member ``name`` (a preset or a TOML file), with the parent's
+    :data:`SHARED_FIELDS`."""
+    if name in PRESETS:
+        config = PRESETS[name]
+    elif Path(name).is_file():
+        config = resolve_config(path=name)
+    else:
+        raise ConfigError(
+            f"ensemble member {name!r} is neither a preset ({', '.join(PRESETS)}) nor a file"
+        )
+    if config.members:
+        raise ConfigError(f"ensemble member {name!r} is itself an ensemble")
+    return config.replace(**{f: getattr(parent, f) for f in SHARED_FIELDS})
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).stem if name.endswith(".toml") else name)
+
+
+def train_ensemble(
+    config: TrainConfig, ds, splits, dataset_info: dict, out_dir: Path, resume: bool,
+    callback: Callback | None, start_time: float,
+):
+    """Train every member, then write the ensemble's ``best.pt`` / ``last.pt`` (identical),
+    ``config.toml``, ``members.csv`` and a one-row ``metrics.csv``. Returns a
+    :class:`~aerec.train.run.TrainResult` whose validation figures are the ensemble's."""
+    from aerec.train.run import (
+        BEST_FILE,
+        CONFIG_FILE,
+        CURVE_FILE,
+        LAST_FILE,
+        METRICS_FILE,
+        TrainResult,
+        train,
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.save_toml(out_dir / CONFIG_FILE)
+    scale = ds.scale
+    clip = (scale.minimum, scale.maximum)
+    results = []
+    for number, name in enumerate(config.members, start=1):
+        run_dir = out_dir / MEMBERS_DIR / f"{number}-{_slug(name)}"
+        results.append(train(
+            ds, run_dir, member_config(name, config),
+            resume=(run_dir / LAST_FILE).is_file(), callback=callback,
+        ))
+    selected = [_rating_model(load_checkpoint(r.selected_checkpoint).model) for r in results]
+    item_rows = None
+    for model in selected:  # item models: movie codes from training ratings only (honest)
+        if getattr(model, "orientation", "user") == "item":
+            item_rows = oriented(splits.train, "item") if item_rows is None else item_rows
+            model.prepare_inference(item_rows)
+    selected_ensemble = Ensemble(selected)
+    has_validation = splits.validation.nnz > 0
+    val_rmse = prediction_rmse(selected_ensemble, splits.train, splits.validation, clip) if (
+        has_validation) else math.nan
+    member_val = [
+        prediction_rmse(m, splits.train, splits.validation, clip) if has_validation else math.nan
+        for m in selected_ensemble.members
+    ]
+    final = Ensemble([_rating_model(load_checkpoint(r.best_checkpoint).model) for r in results])
+    refitted = config.refit and has_validation
+    known = union_rows(splits.train, splits.validation)
+    stats = TrainingStats.from_matrix(known if refitted else splits.train)
+    notes: dict = {"members": [str(r.run_dir) for r in results]}
+    if config.ranking == "ease" and has_validation:
+        lam, alpha, notes["ranking"] = choose_ranking(
+            config, selected_ensemble, splits.train, splits.validation,
+            scale.relevance_threshold(),
+        )
+        final = with_ranking(final, known, lam, alpha)
+    seconds = time.perf_counter() - start_time
+    metrics = EpochMetrics(1, math.nan, math.nan, val_rmse**2, val_rmse, seconds, math.nan)
+    best = {**metrics.to_dict(), "bad_epochs": 0, "member_val_rmse": member_val,
+            **_plain(notes)}
+    payload = build_payload(
+        kind="best", model=final, config=config, epoch=1, history=[metrics.to_dict()],
+        best=best, dataset_info=dataset_info, user_ids=ds.user_ids, movie_ids=ds.movie_ids,
+        titles=ds.titles, years=ds.years, scale=scale, stats=stats, split=splits.params,
+    )
+    save_checkpoint(payload, out_dir / BEST_FILE)
+    save_checkpoint({**payload, "kind": "last"}, out_dir / LAST_FILE)
+    write_metrics_csv(out_dir / METRICS_FILE, [metrics])
+    _write_members(out_dir / MEMBERS_FILE, config.members, results, member_val)
+    result = TrainResult(
+        run_dir=out_dir, config=config, best_epoch=1, epochs_completed=1,
+        best_train_loss=math.nan, best_train_rmse=math.nan, best_val_loss=val_rmse**2,
+        best_val_rmse=val_rmse,
+        baseline_val_rmse=min((r.baseline_val_rmse for r in results), default=math.nan),
+        seconds=seconds, stopped_early=False,
+        warnings=[w for r in results for w in r.warnings], history=[metrics],
+        batches_per_epoch=0, config_path=out_dir / CONFIG_FILE,
+        metrics_path=out_dir / METRICS_FILE, curve_path=out_dir / CURVE_FILE,
+        best_checkpoint=out_dir / BEST_FILE, last_checkpoint=out_dir / LAST_FILE,
+        selected_checkpoint=out_dir / BEST_FILE, notes=notes,
+    )
+    if callback is not None:
+        callback(RunFinished(result))
+    return result
+
+
+def _rating_model(model):
+    """A member's rating model (a member's own ranking head is not used by the ensemble)."""
+    return getattr(model, "base", model) if hasattr(model, "rank_dense") else model
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
+
+
+def _write_members(path: Path, names, results, member_val: list[float]) -> None:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["member", "run_dir", "best_epoch", "epochs", "val_rmse", "seconds"])
+    for name, r, val in zip(names, results, member_val):
+        writer.writerow([name, r.run_dir, r.best_epoch, r.epochs_completed, f"{val:.6f}",
+                         f"{r.seconds:.1f}"])
+    write_text_atomic(path, buffer.getvalue())
