@@ -200,9 +200,16 @@ def reason_sentence(
     ``n_liked`` of the ``n_neighbours`` most similar users rated it ≥ ``threshold``.
     """
     if pulled:
-        parts = [f"{p['label']} {stars(p['rating'])}" for p in pulled]
+        # A low rating can lift a prediction too (people who dislike one film often like
+        # another); say so rather than "because you rated it 1★". "Low" is more than one star
+        # below what counts as liked: 1–2★ on a 1–5 scale.
+        parts = [
+            f"disliked {p['label']} ({stars(p['rating'])})" if p["rating"] < threshold - 1
+            else f"rated {p['label']} {stars(p['rating'])}"
+            for p in pulled
+        ]
         joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-        first = f"Because you rated {joined}"
+        first = f"Because you {joined}"
     else:
         first = f"Predicted {stars(predicted)} from your ratings as a whole"
     if n_neighbours and n_liked:
