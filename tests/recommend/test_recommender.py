@@ -314,6 +314,6 @@ def test_reason_sentence_names_liked_and_disliked_ratings():
     pulled = [{"label": "Heat (1995)", "rating": 5.0}, {"label": "Babe (1995)", "rating": 1.0},
               {"label": "Fargo (1996)", "rating": 3.0}]
     text = reason_sentence(pulled, 20, 7, 4.0, 4.3)
-    assert text == ("Because you rated Heat (1995) 5★, disliked Babe (1995) (1★) and rated "
-                    "Fargo (1996) 3★; 7 of your 20 most similar users rated it 4★ or more.")
+    assert text == ("Because you rated Heat (1995) 5★ and Fargo (1996) 3★ and disliked "
+                    "Babe (1995) (1★); 7 of your 20 most similar users rated it 4★ or more.")
     assert reason_sentence([], 0, 0, 4.0, 4.25) == "Predicted 4.25★ from your ratings as a whole."

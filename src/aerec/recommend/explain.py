@@ -187,6 +187,11 @@ def stars(value: float) -> str:
     return f"{round(float(value), 2):g}★"
 
 
+def _and(parts: list[str]) -> str:
+    """``["a", "b", "c"]`` → ``"a, b and c"``."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+
+
 def reason_sentence(
     pulled: list[dict],
     n_neighbours: int,
@@ -203,13 +208,12 @@ def reason_sentence(
         # A low rating can lift a prediction too (people who dislike one film often like
         # another); say so rather than "because you rated it 1★". "Low" is more than one star
         # below what counts as liked: 1–2★ on a 1–5 scale.
-        parts = [
-            f"disliked {p['label']} ({stars(p['rating'])})" if p["rating"] < threshold - 1
-            else f"rated {p['label']} {stars(p['rating'])}"
-            for p in pulled
-        ]
-        joined = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-        first = f"Because you {joined}"
+        low = [p for p in pulled if p["rating"] < threshold - 1]
+        rated = [f"{p['label']} {stars(p['rating'])}" for p in pulled if p not in low]
+        disliked = [f"{p['label']} ({stars(p['rating'])})" for p in low]
+        clauses = [f"rated {_and(rated)}"] if rated else []
+        clauses += [f"disliked {_and(disliked)}"] if disliked else []
+        first = f"Because you {' and '.join(clauses)}"
     else:
         first = f"Predicted {stars(predicted)} from your ratings as a whole"
     if n_neighbours and n_liked:
