@@ -61,3 +61,55 @@ def test_unknown_keys_and_bad_values_are_named(tmp_path):
     path.write_text("epochs = [")
     with pytest.raises(ConfigError, match="not valid TOML"):
         resolve_config(path=path)
+
+
+def test_every_setting_is_documented_where_declared():
+    """Each field of TrainConfig has a ``#:`` comment right above its declaration."""
+    import inspect
+    import re
+
+    from aerec import config as config_module
+
+    lines = inspect.getsource(config_module.TrainConfig).splitlines()
+    declared = {
+        m.group(1): i for i, line in enumerate(lines)
+        if (m := re.match(r"    (\w+): [\w\[\], .]+ = ", line))
+    }
+    assert set(declared) == {f.name for f in __import__("dataclasses").fields(TrainConfig)}
+    undocumented = [n for n, i in declared.items() if not lines[i - 1].strip().startswith("#:")]
+    assert not undocumented
+
+
+def test_presets_are_valid_and_named_for_what_they_are():
+    assert {"seed", "item", "best"} <= set(PRESETS)
+    item = PRESETS["item"]
+    assert (item.orientation, item.layers, item.activation) == ("item", (500,), "sigmoid")
+    best = PRESETS["best"]
+    assert best.members and best.refit and best.ranking == "ease"
+    for name in best.members:
+        assert name in PRESETS and not PRESETS[name].members
+    for config in PRESETS.values():
+        assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+def test_new_options_round_trip_through_toml(tmp_path):
+    config = TrainConfig(
+        orientation="item", tied=True, clip_predictions=True, refit=True, centring="biases",
+        members=("item", "user-centred"), steps=500, l2=80.0, lr_schedule="plateau",
+        input_dropout=0.25, code_dropout=0.5, refeed=1, ranking="ease",
+    )
+    path = tmp_path / "c.toml"
+    config.save_toml(path)
+    assert resolve_config(path=path) == config
+    text = path.read_text()
+    assert "tied = true" in text and 'members = ["item", "user-centred"]' in text
+    assert resolve_config(overrides={"tied": "true", "members": "item, deep"}).members == (
+        "item", "deep")
+    with pytest.raises(ConfigError, match="tied = 1 is not a valid bool"):
+        TrainConfig().replace(tied=1)
+    with pytest.raises(ConfigError, match="orientation 'movie'"):
+        TrainConfig().replace(orientation="movie")
+    with pytest.raises(ConfigError, match="centring"):
+        TrainConfig().replace(centring="median")
+    assert TrainConfig(l2=72.0).effective_weight_decay(7200) == pytest.approx(0.01)
+    assert TrainConfig(weight_decay=3e-4).effective_weight_decay(7200) == 3e-4

@@ -280,11 +280,17 @@ class AutoencoderScorer:
     def score_users(self, user_rows: np.ndarray, inputs: sp.csr_matrix) -> np.ndarray:
         """Predicted ratings ``(batch, n_movies)`` from each user's ``inputs`` row (no dropout)."""
         inputs = sp.csr_matrix(inputs)
-        out = self.model.predict_dense(
+        arrays = (
             inputs.indptr.astype(np.int64),
             inputs.indices.astype(np.int64),
             inputs.data.astype(np.float32),
         )
+        if hasattr(self.model, "predict_known"):
+            # item-based models score users they were trained on by their trained output row
+            # (aerec.model.item_autoencoder); others are identical to predict_dense
+            out = self.model.predict_known(np.asarray(user_rows, dtype=np.int64), *arrays)
+        else:
+            out = self.model.predict_dense(*arrays)
         return out.detach().float().cpu().numpy()
 
     def __getattr__(self, name: str) -> Any:

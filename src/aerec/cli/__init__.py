@@ -29,7 +29,7 @@ def _root() -> None:
 
 data_cli.register(app)
 
-for _name in ("train", "evaluate", "recommend", "serve", "demo"):
+for _name in ("train", "evaluate", "tune", "recommend", "serve", "demo"):
     try:
         _module = __import__(f"aerec.cli.{_name}", fromlist=["register"])
     except ModuleNotFoundError as exc:  # a sub-command whose module is not part of this build

@@ -28,8 +28,7 @@ def _demo(
     epochs: int = typer.Option(30, "--epochs", help="Training epochs (the published run: 30)."),
     seed: int = typer.Option(0, "--seed", help="Random seed for data and training."),
 ) -> None:
-    """Generate Netflix-format data, prepare it, train the published autoencoder, evaluate it
-    beside baselines."""
+    """Run the main job end to end: generate, prepare, train, evaluate, recommend."""
     raw, dataset, run = out / "raw", out / "dataset", out / "run"
     _step(
         "1. generate Netflix-format data",

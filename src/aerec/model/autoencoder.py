@@ -507,6 +507,14 @@ class AutoEncoder(nn.Module):
             hidden, code = self._layers(network_input, None)
             return code, self._clip(self.output_dense(hidden, offsets))
 
+    def predict_known(
+        self, user_rows: object, indptr: object, indices: object, values: object
+    ) -> torch.Tensor:
+        """:meth:`predict_dense` for users also identified by their training row
+        (``user_rows``): the user-based model needs only their ratings, so the rows are
+        ignored; item-based models use them (see ``ItemAutoEncoder.predict_known``)."""
+        return self.predict_dense(indptr, indices, values)
+
     @torch.no_grad()
     def encode(self, indptr: object, indices: object, values: object) -> torch.Tensor:
         """Codes of a batch of users, ``(batch, code_width)`` (see :meth:`code_and_predict`)."""

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 import numpy as np
+import scipy.linalg
 import scipy.sparse as sp
 
 __all__ = ["DEFAULT_EASE_REGULARISATION_GRID", "EASE", "ranking_ndcg", "relevant_entries"]
@@ -29,6 +30,27 @@ __all__ = ["DEFAULT_EASE_REGULARISATION_GRID", "EASE", "ranking_ndcg", "relevant
 DEFAULT_EASE_REGULARISATION_GRID: tuple[float, ...] = (
     10.0, 30.0, 100.0, 200.0, 300.0, 500.0, 1000.0, 3000.0,
 )
+
+
+#: Above this many movies the Gram matrix is inverted in float32 (half the time and memory).
+FLOAT32_ABOVE = 5000
+
+
+def _spd_inverse(gram: np.ndarray, ridge: float) -> np.ndarray:
+    """``(gram + ridge·I)⁻¹`` of a symmetric positive semi-definite ``gram`` by Cholesky
+    (LAPACK potrf/potri: about a quarter of the work of a general inverse)."""
+    dtype = np.float32 if gram.shape[0] > FLOAT32_ABOVE else np.float64
+    a = np.array(gram, dtype=dtype, order="F")
+    a[np.diag_indices_from(a)] += ridge
+    potrf, potri = scipy.linalg.lapack.get_lapack_funcs(("potrf", "potri"), (a,))
+    factor, info = potrf(a, lower=True, overwrite_a=True, clean=False)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"Gram matrix is not positive definite (potrf info {info})")
+    inverse, info = potri(factor, lower=True, overwrite_c=True)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"inverse failed (potri info {info})")
+    lower = np.tril(inverse)
+    return (lower + np.tril(inverse, -1).T).astype(np.float64, copy=False)
 
 
 def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
@@ -65,9 +87,7 @@ class EASE:
         if x.nnz == 0:
             raise ValueError("cannot fit EASE on an empty training matrix")
         self.n_users, self.n_movies = x.shape
-        gram = (x.T @ x).toarray()
-        gram[np.diag_indices_from(gram)] += self.regularisation
-        p = np.linalg.inv(gram)
+        p = _spd_inverse((x.T @ x).toarray(), self.regularisation)
         b = -p / np.diag(p)[None, :]
         b[np.diag_indices_from(b)] = 0.0
         self.weights = b.astype(np.float32)

@@ -71,6 +71,17 @@ class Ensemble(nn.Module):
         return self._combine([m.predict_dense(indptr, indices, values) for m in self.members])
 
     @torch.no_grad()
+    def predict_known(
+        self, user_rows: object, indptr: object, indices: object, values: object
+    ) -> torch.Tensor:
+        """Weighted average of the members' ``predict_known`` (users also identified by their
+        training row), ``(batch, n_movies)``."""
+        return self._combine([
+            m.predict_known(user_rows, indptr, indices, values) if hasattr(m, "predict_known")
+            else m.predict_dense(indptr, indices, values) for m in self.members
+        ])
+
+    @torch.no_grad()
     def predict_at(
         self, indptr: object, indices: object, values: object, rows: object, cols: object
     ) -> torch.Tensor:

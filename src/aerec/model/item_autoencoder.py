@@ -30,11 +30,12 @@ new user (or a known one, from whatever ratings they bring) is scored without re
 3. under ``centring="biases"`` the user's bias is the same closed-form ridge update the bias
    fit uses: ``b_u = Σ (r_ui − μ − b_i) / (λ + n_u)``.
 
-A known user's fold-in from their training ratings approximates their trained row (measured on
-MovieLens 100K: validation RMSE within 0.006 of it; from training plus validation ratings it
-scores the u1 test split slightly better than the trained rows). The ``code`` of a user is
-``w`` itself — the user's coordinates against the movie codes — so similar users have similar
-codes.
+A *known* user — one the model was trained on, identified by their row — is better scored by
+the output row training fitted for them: :meth:`ItemAutoEncoder.predict_known` (measured on
+MovieLens 100K u1, refitted models: test RMSE 0.8951 by the trained rows against 0.8985 by
+fold-in for the denoising model, 0.8968 against 0.8973 for plain I-AutoRec). Fold-in is what
+serves a new user. The ``code`` of a user is ``w`` itself — the user's coordinates against the
+movie codes — so similar users have similar codes.
 """
 
 from __future__ import annotations
@@ -97,6 +98,8 @@ class ItemAutoEncoder(AutoEncoder):
         self.register_buffer("movie_codes", torch.zeros(n_movies, self.widths[-1], dtype=dtype))
         self.register_buffer("movie_offsets", torch.zeros(n_movies, dtype=dtype))
         self.register_buffer("fold_in_l2", torch.ones((), dtype=dtype))
+        #: Users (columns) with training ratings: their trained output rows can score them.
+        self.register_buffer("known_users", torch.zeros(n_users, dtype=torch.bool))
 
     def architecture(self) -> dict:
         arch = super().architecture()
@@ -123,6 +126,8 @@ class ItemAutoEncoder(AutoEncoder):
                 stop = start + block.shape[0]
                 self.movie_codes[start:stop] = hidden
                 self.movie_offsets[start:stop] = 0.0 if offsets is None else offsets
+        counts = np.bincount(rows.indices, minlength=self.n_users)
+        self.known_users.copy_(torch.as_tensor(counts > 0, device=self.device))
         if fold_in_l2 is not None:
             self.set_fold_in_l2(fold_in_l2)
 
@@ -220,6 +225,37 @@ class ItemAutoEncoder(AutoEncoder):
         inputs = self._inputs(indptr, indices, values)
         w, user_offsets = self.fold_in(inputs)
         return w.to(self.dtype), self._clip(self._scores(w, user_offsets))
+
+    @torch.no_grad()
+    def predict_known(
+        self, user_rows: object, indptr: object, indices: object, values: object
+    ) -> torch.Tensor:
+        """Predicted ratings ``(batch, n_movies)`` for users identified by their row in the
+        training data (``user_rows`` ``(batch,)``) as well as by their ratings.
+
+        A user the model was trained on is scored by their *trained* output row — what
+        training fitted for them (``g(V_u · h_i + c_u)``, plus ``μ + b_i + b_u`` under
+        centring); the ratings passed are then not used. Any other user (a row out of range or
+        without training ratings) is folded in from their ratings as in :meth:`predict_dense`.
+        """
+        users = torch.as_tensor(np.asarray(user_rows), dtype=torch.int64, device=self.device)
+        inside = (users >= 0) & (users < self.n_users)
+        known = torch.zeros_like(inside)
+        known[inside] = self.known_users[users[inside]]
+        out = self.predict_dense(indptr, indices, values) if not bool(known.all()) else None
+        if bool(known.any()):
+            rows = users[known]
+            weight = self.decoder_weight.index_select(0, rows)
+            z = torch.addmm(self.output_bias.index_select(0, rows)[:, None], weight,
+                            self.movie_codes.t())
+            trained = ACTIVATIONS[self.output_activation](z) + self.movie_offsets
+            if self.centring == "biases":
+                trained = trained + self.column_bias.index_select(0, rows)[:, None]
+            trained = self._clip(trained)
+            if out is None:
+                return trained
+            out[known] = trained.to(out.dtype)
+        return out
 
     @torch.no_grad()
     def predict_at(

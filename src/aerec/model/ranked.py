@@ -62,6 +62,14 @@ class RankedModel(nn.Module):
         """The base model's predicted ratings ``(batch, n_movies)``."""
         return self.base.predict_dense(indptr, indices, values)
 
+    def predict_known(
+        self, user_rows: object, indptr: object, indices: object, values: object
+    ) -> torch.Tensor:
+        """The base model's ``predict_known`` (users also identified by their training row)."""
+        if hasattr(self.base, "predict_known"):
+            return self.base.predict_known(user_rows, indptr, indices, values)
+        return self.base.predict_dense(indptr, indices, values)
+
     def predict_at(
         self, indptr: object, indices: object, values: object, rows: object, cols: object
     ) -> torch.Tensor:

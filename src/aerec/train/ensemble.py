@@ -20,12 +20,14 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
+
 from aerec.config import PRESETS, ConfigError, TrainConfig, resolve_config, write_text_atomic
 from aerec.model.ensemble import Ensemble
 from aerec.train.batching import union_rows
 from aerec.train.checkpoint import TrainingStats, build_payload, load_checkpoint, save_checkpoint
 from aerec.train.events import Callback, RunFinished
-from aerec.train.finish import choose_ranking, prediction_rmse, with_ranking
+from aerec.train.finish import choose_ranking, validation_predictions, with_ranking
 from aerec.train.metrics_log import EpochMetrics, write_metrics_csv
 from aerec.train.trainer import oriented
 
@@ -94,12 +96,16 @@ def train_ensemble(
             model.prepare_inference(item_rows)
     selected_ensemble = Ensemble(selected)
     has_validation = splits.validation.nnz > 0
-    val_rmse = prediction_rmse(selected_ensemble, splits.train, splits.validation, clip) if (
-        has_validation) else math.nan
-    member_val = [
-        prediction_rmse(m, splits.train, splits.validation, clip) if has_validation else math.nan
-        for m in selected_ensemble.members
-    ]
+    member_val, val_rmse = [math.nan] * len(selected), math.nan
+    if has_validation:
+        truth = splits.validation.data.astype(np.float64)
+        predictions = [  # known users by their trained rows, as the test is scored
+            validation_predictions(m, splits.train, splits.validation, known=True)
+            for m in selected
+        ]
+        member_val = [_rmse(p, truth, clip) for p in predictions]
+        weights = selected_ensemble.weights.cpu().numpy()
+        val_rmse = _rmse(sum(w * p for w, p in zip(weights, predictions)), truth, clip)
     final = Ensemble([_rating_model(load_checkpoint(r.best_checkpoint).model) for r in results])
     refitted = config.refit and has_validation
     known = union_rows(splits.train, splits.validation)
@@ -139,6 +145,10 @@ def train_ensemble(
     if callback is not None:
         callback(RunFinished(result))
     return result
+
+
+def _rmse(predicted: np.ndarray, truth: np.ndarray, clip: tuple[float, float]) -> float:
+    return float(np.sqrt(np.mean((np.clip(predicted, *clip) - truth) ** 2)))
 
 
 def _rating_model(model):

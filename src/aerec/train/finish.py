@@ -23,7 +23,8 @@ import scipy.sparse as sp
 import torch
 
 from aerec.config import TrainConfig
-from aerec.model.ease import EASE, ranking_ndcg, relevant_entries
+from aerec.metrics import RankingAccumulator, top_k_items
+from aerec.model.ease import EASE, relevant_entries
 from aerec.model.ranked import RankedModel
 from aerec.train.batching import users_with_ratings
 from aerec.train.errors import TrainingDiverged
@@ -31,7 +32,7 @@ from aerec.train.metrics_log import EpochMetrics
 from aerec.train.trainer import Trainer, build_model, oriented
 
 #: Multiples of the training-implied fold-in penalty tried on the validation split.
-FOLD_IN_SCALES: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+FOLD_IN_SCALES: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
 #: At most this many validation users score the fold-in scales (bounds the cost).
 MAX_FOLD_IN_USERS = 3000
 #: Users per prediction batch in :func:`prediction_rmse`.
@@ -51,6 +52,38 @@ def base_fold_in_l2(config: TrainConfig, n_ratings: int) -> float:
 
 
 @torch.no_grad()
+def validation_predictions(
+    model: torch.nn.Module,
+    inputs: sp.csr_matrix,
+    targets: sp.csr_matrix,
+    users: np.ndarray | None = None,
+    *,
+    known: bool = False,
+) -> np.ndarray:
+    """``model.predict_at`` at the entries of ``targets`` ``(n_users, n_movies)`` (CSR order,
+    raw), each user's row of ``inputs`` being what the model is given; ``users`` restricts the
+    rows (default all). With ``known``, users are also identified by their row
+    (``model.predict_known``: an item model's trained rows). Returns float64 ``(entries,)``
+    aligned with ``targets[users].data``."""
+    users = np.arange(targets.shape[0]) if users is None else np.asarray(users, dtype=np.int64)
+    users = users[np.diff(targets.indptr)[users] > 0]
+    out = []
+    for start in range(0, len(users), PREDICT_BATCH):
+        batch = users[start : start + PREDICT_BATCH]
+        given, wanted = inputs[batch], targets[batch]
+        rows = np.repeat(np.arange(len(batch)), np.diff(wanted.indptr))
+        arrays = (given.indptr.astype(np.int64), given.indices.astype(np.int64),
+                  given.data.astype(np.float32))
+        if known and hasattr(model, "predict_known"):
+            dense = model.predict_known(batch, *arrays).double().cpu().numpy()
+            out.append(dense[rows, wanted.indices])
+        else:
+            out.append(model.predict_at(
+                *arrays, rows, wanted.indices.astype(np.int64)
+            ).double().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0)
+
+
 def prediction_rmse(
     model: torch.nn.Module,
     inputs: sp.csr_matrix,
@@ -61,21 +94,14 @@ def prediction_rmse(
     """RMSE of ``model.predict_at`` at the entries of ``targets`` ``(n_users, n_movies)``, each
     user's row of ``inputs`` being what the model is given (clipped to ``clip``). ``users``
     restricts the rows scored (default: all with targets). NaN when nothing is scored."""
-    users = users_with_ratings(targets) if users is None else np.asarray(users, dtype=np.int64)
-    squared, count = 0.0, 0
-    for start in range(0, len(users), PREDICT_BATCH):
-        batch = users[start : start + PREDICT_BATCH]
-        given, wanted = inputs[batch], targets[batch]
-        rows = np.repeat(np.arange(len(batch)), np.diff(wanted.indptr))
-        predicted = model.predict_at(
-            given.indptr.astype(np.int64), given.indices.astype(np.int64),
-            given.data.astype(np.float32), rows, wanted.indices.astype(np.int64),
-        ).double().cpu().numpy()
-        if clip is not None:
-            predicted = np.clip(predicted, *clip)
-        squared += float(np.sum((predicted - wanted.data) ** 2))
-        count += len(predicted)
-    return math.sqrt(squared / count) if count else math.nan
+    predicted = validation_predictions(model, inputs, targets, users)
+    if not len(predicted):
+        return math.nan
+    chosen = np.arange(targets.shape[0]) if users is None else np.asarray(users, np.int64)
+    truth = targets[chosen].data.astype(np.float64)
+    if clip is not None:
+        predicted = np.clip(predicted, *clip)
+    return math.sqrt(float(np.mean((predicted - truth) ** 2)))
 
 
 def select_fold_in_scale(
@@ -156,7 +182,8 @@ def choose_ranking(
     Models are fitted on ``train`` only and ``selected`` must predict from training data only
     (an item model prepared with training-only codes): EASE's λ by NDCG@10 of EASE alone
     (unless ``config.ease_regularisation``), then α by NDCG@10 of ``EASE + α · rating``
-    (unless ``config.ranking_rating_weight ≥ 0``). Returns ``(λ, α, notes)``.
+    (unless ``config.ranking_rating_weight ≥ 0``; every α scored in one pass over the users).
+    Returns ``(λ, α, notes)``.
     """
     notes: dict = {}
     relevant = relevant_entries(validation, relevance_threshold)
@@ -169,18 +196,21 @@ def choose_ranking(
     alpha = config.ranking_rating_weight
     if alpha < 0:
         ease = EASE(lam).fit(train)
-        scores: dict[float, float] = {}
-        for a in RANKING_RATING_WEIGHTS:
-            def score(rows: np.ndarray, given: sp.csr_matrix, a: float = a) -> np.ndarray:
-                out = ease.score_users(rows, given)
-                if a:
-                    out = out + a * selected.predict_dense(
-                        given.indptr.astype(np.int64), given.indices.astype(np.int64),
-                        given.data.astype(np.float32),
-                    ).float().cpu().numpy()
-                return out
-
-            scores[a] = ranking_ndcg(score, train, relevant)
+        weights = RANKING_RATING_WEIGHTS
+        accumulators = [RankingAccumulator(k=10) for _ in weights]
+        users = users_with_ratings(relevant)
+        for start in range(0, len(users), PREDICT_BATCH):
+            batch = users[start : start + PREDICT_BATCH]
+            given = train[batch]
+            implicit = ease.score_users(batch, given)
+            ratings = selected.predict_dense(
+                given.indptr.astype(np.int64), given.indices.astype(np.int64),
+                given.data.astype(np.float32),
+            ).float().cpu().numpy()
+            for a, accumulator in zip(weights, accumulators):
+                top = top_k_items(implicit + a * ratings if a else implicit, 10, given)
+                accumulator.update_from_items(top, relevant[batch])
+        scores = {a: acc.ndcg for a, acc in zip(weights, accumulators)}
         alpha = max(scores, key=lambda a: (scores[a], -a))
         notes["blend_validation_ndcg"] = scores
     notes.update({"ease_regularisation": lam, "rating_weight": alpha})
