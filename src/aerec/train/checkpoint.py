@@ -34,10 +34,8 @@ The file is a plain dict of tensors, numbers, strings, lists and dicts, so it lo
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import platform
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,6 +47,7 @@ import torch
 from aerec import __version__
 from aerec.config import TrainConfig
 from aerec.data.ratings import RatingScale
+from aerec.fileio import atomic_write
 from aerec.model.autoencoder import AutoEncoder
 
 FORMAT = "aerec-checkpoint"
@@ -312,18 +311,8 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
     """Write ``payload`` to ``path`` atomically (temporary file in the same folder, fsync,
     ``os.replace``), so a crash never leaves a half-written checkpoint."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a checkpoint is an ordinary file
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        torch.save(payload, f)
     return path
 
 
