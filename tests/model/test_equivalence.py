@@ -22,13 +22,7 @@ from aerec.train.trainer import make_optimizer
 N_USERS, N_MOVIES = 50, 40
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: extra threads only add synchronisation (and results do not depend on it)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 LAYERS = (12, 8, 4)
 
 

@@ -17,13 +17,7 @@ from aerec.model import ItemAutoEncoder, model_from_architecture
 from aerec.model import item_autoencoder as item_module
 from aerec.train.trainer import Trainer, build_model, oriented
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _random_model(n_movies=25, n_users=40, width=6, **options) -> tuple[ItemAutoEncoder, sp.csr_matrix]:

@@ -20,12 +20,7 @@ from aerec.model.baselines import BiasBaseline
 N_USERS, N_MOVIES = 30, 20
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _ratings(seed: int = 0, density: float = 0.35) -> sp.csr_matrix:
