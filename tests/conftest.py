@@ -1,10 +1,12 @@
-"""Shared fixtures: the real rating data in ``../shared/data`` (skipped when absent)."""
+"""Shared fixtures: the real rating data in ``../shared/data`` (skipped when absent), one torch
+thread for tiny-tensor tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
@@ -27,3 +29,12 @@ def ml100k_dir() -> Path:
 def ml_latest_small_dir() -> Path:
     """``../shared/data/ml-latest-small`` (MovieLens latest small), skipped when absent."""
     return _shared("ml-latest-small")
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: extra threads only add synchronisation (and results do not depend on it)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

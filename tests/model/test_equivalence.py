@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from aerec.config import TrainConfig
-from aerec.model import ACTIVATIONS, AutoEncoder, SparseRows
+from aerec.model import ACTIVATIONS, AutoEncoder, SparseRows, keep_mask, keep_masks
 from aerec.train.trainer import make_optimizer
 
 N_USERS, N_MOVIES = 50, 40
@@ -57,13 +57,17 @@ class DenseReference(nn.Module):
         self.code_layer = model.code_layer
 
     def forward(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        hidden = self.linears[:-1]
+        masks = [None] * len(hidden)
+        if self.training:  # one mask per hidden layer but the code layer, drawn at once
+            shapes = [(x.shape[0], linear.out_features) for linear in hidden]
+            ps = [0.0 if i == self.code_layer else self.p for i in range(len(hidden))]
+            masks = keep_masks(shapes, ps, generator, x.dtype)
         h = x
         for i, linear in enumerate(self.linears):
             h = self.act(linear(h))
-            is_hidden = i < len(self.linears) - 1
-            if self.training and is_hidden and i != self.code_layer and self.p > 0:
-                keep = torch.rand(h.shape, generator=generator, dtype=h.dtype) >= self.p
-                h = h * keep.to(h.dtype) / (1 - self.p)
+            if i < len(masks) and masks[i] is not None:
+                h = h * masks[i]
         return h
 
     def sparse_layout(self) -> dict[str, torch.Tensor]:
@@ -78,12 +82,23 @@ class DenseReference(nn.Module):
         return out
 
 
-def _optimizer(name: str, params) -> torch.optim.Optimizer:
-    """The optimiser exactly as training builds it (fused Adam included)."""
+def _settings(name: str) -> dict:
     lr = {"adam": 1e-2, "adamw": 1e-2, "sgd": 1e-1}[name]
-    weight_decay = 1e-2 if name == "adamw" else 1e-5
-    config = TrainConfig(optimizer=name, lr=lr, weight_decay=weight_decay, momentum=0.9)
+    return {"lr": lr, "weight_decay": 1e-2 if name == "adamw" else 1e-5}
+
+
+def _optimizer(name: str, params) -> torch.optim.Optimizer:
+    """The optimiser exactly as training builds it (RowAdam for adam / adamw)."""
+    config = TrainConfig(optimizer=name, momentum=0.9, **_settings(name))
     return make_optimizer(config, params)
+
+
+def _textbook_optimizer(name: str, params) -> torch.optim.Optimizer:
+    """PyTorch's own optimiser, default implementation: what the dense reference uses."""
+    if name == "sgd":
+        return torch.optim.SGD(params, momentum=0.9, **_settings(name))
+    cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    return cls(params, **_settings(name))
 
 
 def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -94,7 +109,11 @@ def _max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
 @pytest.mark.parametrize("optimizer", ["adam", "adamw", "sgd"])
 @pytest.mark.parametrize("activation", ["relu", "selu", "sigmoid", "identity"])
 @pytest.mark.parametrize("p_dropout", [0.0, 0.3])
-def test_sparse_step_equals_dense_masked_step(optimizer, activation, p_dropout):
+@pytest.mark.parametrize("deferred", [False, True], ids=["dense-grads", "row-grads"])
+def test_sparse_step_equals_dense_masked_step(optimizer, activation, p_dropout, deferred):
+    """One training step, sparse vs the textbook dense network with PyTorch's optimiser: the
+    same loss and the same update of every parameter. ``row-grads``: as the trainer steps —
+    the big matrices' gradients recorded as rows and fused into RowAdam's update."""
     matrix = _ratings()
     model = AutoEncoder(
         N_MOVIES, LAYERS, activation, dropout=p_dropout,
@@ -104,7 +123,7 @@ def test_sparse_step_equals_dense_masked_step(optimizer, activation, p_dropout):
     model.train()
     reference.train()
     opt_sparse = _optimizer(optimizer, model.parameters())
-    opt_dense = _optimizer(optimizer, reference.parameters())
+    opt_dense = _textbook_optimizer(optimizer, reference.parameters())
     gen_sparse = torch.Generator().manual_seed(5)
     gen_dense = torch.Generator().manual_seed(5)
 
@@ -122,10 +141,17 @@ def test_sparse_step_equals_dense_masked_step(optimizer, activation, p_dropout):
         loss_dense = (((output - x) ** 2) * observed).sum() / observed.sum()
 
         assert abs(loss_sparse.item() - loss_dense.item()) <= 1e-12 * loss_dense.item()
-        for opt, loss in ((opt_sparse, loss_sparse), (opt_dense, loss_dense)):
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
+        opt_sparse.zero_grad()
+        if deferred and hasattr(opt_sparse, "deferring"):
+            with opt_sparse.deferring():
+                loss_sparse.backward()
+            assert model.input_weight.grad is None and model.output_weight.grad is None
+        else:
+            loss_sparse.backward()
+        opt_sparse.step()
+        opt_dense.zero_grad()
+        loss_dense.backward()
+        opt_dense.step()
         dense_params = reference.sparse_layout()
         assert set(dense_params) == set(before)
         for name, p_sparse in model.named_parameters():
@@ -176,3 +202,23 @@ def test_predict_at_any_order_and_repeats():
     dense = model.predict_dense(matrix.indptr, matrix.indices, matrix.data)
     torch.testing.assert_close(at, dense[torch.from_numpy(rows), torch.from_numpy(cols)])
     assert model.training  # prediction does not leave the module in eval mode
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5])
+def test_keep_mask_drops_at_rate_p_and_replays_from_the_generator(p):
+    shape = (256, 512)
+    mask = keep_mask(shape, p, torch.Generator().manual_seed(9))
+    assert mask.shape == shape and mask.dtype == torch.float32
+    kept = mask != 0
+    assert torch.allclose(mask[kept], torch.tensor(1 / (1 - p)))
+    n = mask.numel()
+    # binomial: the dropped share is within 5 standard deviations of p
+    assert abs(float((~kept).float().mean()) - p) < 5 * (p * (1 - p) / n) ** 0.5
+    again = keep_mask(shape, p, torch.Generator().manual_seed(9))
+    other = keep_mask(shape, p, torch.Generator().manual_seed(10))
+    assert torch.equal(mask, again)
+    assert not torch.equal(mask, other)
+    # consecutive masks from one generator differ (the generator advances)
+    gen = torch.Generator().manual_seed(9)
+    first, second = keep_mask(shape, p, gen), keep_mask(shape, p, gen)
+    assert torch.equal(first, mask) and not torch.equal(first, second)

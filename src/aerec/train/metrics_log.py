@@ -34,10 +34,22 @@ class ErrorSums:
         self.clipped_squared_error = 0.0
         self.count = 0
 
-    def add(self, predictions: torch.Tensor, targets: torch.Tensor) -> float:
-        """Add a batch (both ``(k,)``); returns the batch's raw squared-error sum."""
+    def add(
+        self,
+        predictions: torch.Tensor,
+        targets: torch.Tensor,
+        mean_squared_error: float | None = None,
+    ) -> float:
+        """Add a batch (both ``(k,)``); returns the batch's raw squared-error sum.
+
+        ``mean_squared_error``: the batch's raw MSE when the caller has it already (the training
+        loss), which saves recomputing it.
+        """
         predictions = predictions.detach()
-        sse = float(torch.sum((predictions - targets) ** 2, dtype=torch.float64))
+        if mean_squared_error is None:
+            sse = float(torch.sum((predictions - targets) ** 2, dtype=torch.float64))
+        else:
+            sse = mean_squared_error * targets.numel()
         if self.clip is None:
             clipped = sse
         else:

@@ -1,0 +1,65 @@
+"""Compiled CPU kernels (Numba) for the few loops that PyTorch operators cannot express in one
+pass. Each kernel is compiled on first use (or loaded from Numba's on-disk cache) and runs on as
+many threads as PyTorch is set to use.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import numpy as np
+import torch
+
+
+def numba_threads() -> int:
+    """Set Numba's thread count to PyTorch's (within Numba's pool) and return it."""
+    import numba
+
+    threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(threads)
+    return threads
+
+
+@cache
+def keep_mask_kernel():
+    """``fill(out, seed, start, threshold, scale)``: ``out[i] = scale`` if the high 32 bits of
+    SplitMix64 output number ``start + i + 1`` of the stream seeded with ``seed`` are
+    ``>= threshold``, else 0 — a dropout keep-mask, each unit's bits computed independently
+    (counter-based), so threads can fill any part of it."""
+    import numba
+
+    @numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def fill(out, seed, start, threshold, scale):  # pragma: no cover - compiled
+        gamma = np.uint64(0x9E3779B97F4A7C15)
+        m1 = np.uint64(0xBF58476D1CE4E5B9)
+        m2 = np.uint64(0x94D049BB133111EB)
+        zero = scale - scale
+        for i in numba.prange(out.shape[0]):
+            z = seed + gamma * np.uint64(start + i + 1)
+            z = (z ^ (z >> np.uint64(30))) * m1
+            z = (z ^ (z >> np.uint64(27))) * m2
+            z = z ^ (z >> np.uint64(31))
+            out[i] = scale if (z >> np.uint64(32)) >= threshold else zero
+
+    return fill
+
+
+@cache
+def sampled_dot_kernel():
+    """``dots(out, left, right, indptr, indices)``: ``out[k] = left[r] · right[indices[k]]`` for
+    each entry ``k`` of row ``r`` (``indptr[r]:indptr[r+1]``) — the sampled product (SDDMM) of
+    the last layer, rows split across threads."""
+    import numba
+
+    @numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def dots(out, left, right, indptr, indices):  # pragma: no cover - compiled
+        width = left.shape[1]
+        for r in numba.prange(left.shape[0]):
+            for k in range(indptr[r], indptr[r + 1]):
+                c = indices[k]
+                total = left[r, 0] * right[c, 0]
+                for i in range(1, width):
+                    total += left[r, i] * right[c, i]
+                out[k] = total
+
+    return dots
