@@ -185,9 +185,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(run: Path, port: int, threads: int, model_threads: int) -> subprocess.Popen:
+def start_server(
+    run: Path, port: int, threads: int, model_threads: int, workers: int = 1
+) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "aerec", "serve", str(run), "--host", HOST, "--port", str(port),
-           "--threads", str(threads), "--model-threads", str(model_threads), "--no-access-log"]
+           "--threads", str(threads), "--model-threads", str(model_threads),
+           "--workers", str(workers), "--no-access-log"]
     print("$ " + " ".join(cmd), flush=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 600
@@ -207,9 +210,24 @@ def start_server(run: Path, port: int, threads: int, model_threads: int) -> subp
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of a process and its live descendants (the workers of
+    ``--workers``), from Linux /proc, in seconds."""
+    stats: dict[int, tuple[int, float]] = {}  # pid → (parent, cpu seconds)
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        stats[int(entry.name)] = (int(fields[1]), cpu)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo += [child for child, (parent, _) in stats.items() if parent == current]
+    return total
 
 
 # --------------------------------------------------------------------------------------------
@@ -352,6 +370,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads in the server")
     p.add_argument("--model-threads", type=int, default=0,
                    help="requests the server computes at once (0 = one per core)")
+    p.add_argument("--workers", type=int, default=2,
+                   help="server processes (aerec serve --workers; 2 = one per core here)")
+    p.add_argument("--settle", type=float, default=15.0,
+                   help="seconds to wait after the first /health answer when workers > 1")
     p.add_argument("--bodies", type=int, default=256, help="distinct request bodies")
     p.add_argument("--reference-calls", type=int, default=300,
                    help="in-process Recommender.recommend calls timed for the reference")
@@ -383,7 +405,9 @@ def main(argv: list[str] | None = None) -> None:
             files[explain] = f
         sizes = [len(json.loads(line)["ratings"]) for line in files[True].read_text().splitlines()]
         port = free_port()
-        server = start_server(run, port, args.threads, args.model_threads)
+        server = start_server(run, port, args.threads, args.model_threads, args.workers)
+        if args.workers > 1:  # the first worker answers /health; let the others finish loading
+            time.sleep(args.settle)
         try:
             load_before = os.getloadavg()
             print(f"warming up ({min(5.0, args.seconds):.0f} s) …", flush=True)
@@ -418,8 +442,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"```sh\n{command.strip()}\n```")
     print()
     print(f"Model: one epoch of the seed preset on {ds.n_users:,} users × {ds.n_movies:,} movies "
-          f"({ds.n_ratings:,} ratings). Server: `aerec serve` (uvicorn, 1 worker, torch threads "
-          f"{args.threads}, model threads {args.model_threads or 'one per core'}, no access "
+          f"({ds.n_ratings:,} ratings). Server: `aerec serve` (uvicorn, {args.workers} "
+          f"worker process{'es' if args.workers > 1 else ''}, torch threads {args.threads}, "
+          f"model threads per worker {args.model_threads or 'the cores shared out'}, no access "
           "log). Load: "
           f"{'wrk, 1 thread' if use_wrk else 'Python asyncio + httpx'}, {args.connections} "
           f"connections, {args.seconds:g} s per row, bodies from {len(sizes)} real users with "

@@ -235,13 +235,30 @@ def test_leave_one_out_rows_match_separate_passes(recommender):
         np.testing.assert_allclose(contrib[i], (full - part)[targets].numpy(), atol=1e-5)
 
 
+def _assert_plain(value) -> None:
+    """Only JSON's own types (no NumPy scalars, no NaN), all the way down."""
+    if isinstance(value, dict):
+        assert all(isinstance(k, str) for k in value)
+        for v in value.values():
+            _assert_plain(v)
+    elif isinstance(value, list):
+        for v in value:
+            _assert_plain(v)
+    else:
+        assert value is None or type(value) in (str, int, float, bool), (type(value), value)
+        assert not (type(value) is float and value != value)
+
+
 def test_explain_false_skips_evidence_and_results_are_json_ready(recommender):
     quick = recommender.recommend(A_FAN, explain=False)
     full = recommender.recommend(A_FAN)
     assert quick.movie_ids == full.movie_ids
     assert quick.neighbours == [] and all(not r.similar_users and not r.pulled_up_by
                                           for r in quick.items)
-    payload = json.loads(json.dumps(full.to_dict()))
+    for result in (full, quick, recommender.recommend({}),
+                   recommender.recommend_for_user(int(recommender.user_ids[0]))):
+        _assert_plain(result.to_dict())  # what the HTTP API encodes without a sanitising pass
+    payload = json.loads(json.dumps(full.to_dict(), allow_nan=False))
     assert payload["fallback"] is False and len(payload["items"]) == 10
     assert {"movie_id", "title", "year", "predicted_rating", "score", "reason",
             "similar_users", "pulled_up_by"} <= set(payload["items"][0])

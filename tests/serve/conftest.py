@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from aerec.data.prepare import prepare_paths
 from aerec.data.synth import synthesize
 from aerec.recommend import Recommender
 from aerec.serve import create_app
+from aerec.serve.app import listening_socket
 
 
 @pytest.fixture(scope="session")
@@ -51,9 +51,7 @@ def live_url(recommender: Recommender) -> Iterator[str]:
     """The app served by uvicorn in a thread on a free 127.0.0.1 port."""
     import uvicorn
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
+    sock = listening_socket("127.0.0.1", 0)  # TCP_NODELAY on its connections
     port = sock.getsockname()[1]
     server = uvicorn.Server(
         uvicorn.Config(create_app(recommender), log_level="warning", access_log=False)

@@ -29,7 +29,7 @@ def test_serve_help_lists_the_options():
     r = runner.invoke(app, ["serve", "--help"])
     assert r.exit_code == 0
     text = " ".join(r.output.split())
-    for option in ("--host", "--port", "--threads", "--max-ratings", "--max-k"):
+    for option in ("--host", "--port", "--threads", "--workers", "--max-ratings", "--max-k"):
         assert option in text
 
 
@@ -41,11 +41,14 @@ def test_missing_run_is_one_clear_line(tmp_path, capsys):
     assert "nope" in err and "Traceback" not in err
 
 
-def test_aerec_serve_answers_http(serve_run, recommender):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_aerec_serve_answers_http(serve_run, recommender, workers):
+    """One process, or two worker processes sharing the port (SO_REUSEPORT); Ctrl-C stops
+    everything cleanly."""
     port = _free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "aerec", "serve", str(serve_run), "--port", str(port),
-         "--no-access-log"],
+         "--workers", str(workers), "--no-access-log"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     base = f"http://127.0.0.1:{port}"
@@ -66,10 +69,11 @@ def test_aerec_serve_answers_http(serve_run, recommender):
         request = urllib.request.Request(
             base + "/recommendations", data=body, headers={"Content-Type": "application/json"}
         )
-        with urllib.request.urlopen(request, timeout=10) as r:
-            got = json.load(r)
-        assert [i["movie_id"] for i in got["items"]] == recommender.recommend(
-            {movie: 5}, k=3).movie_ids
+        want = recommender.recommend({movie: 5}, k=3).movie_ids
+        for _ in range(2 * workers):  # new connections: each may land on another worker
+            with urllib.request.urlopen(request, timeout=30) as r:
+                got = json.load(r)
+            assert [i["movie_id"] for i in got["items"]] == want
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -77,5 +81,7 @@ def test_aerec_serve_answers_http(serve_run, recommender):
         except subprocess.TimeoutExpired:
             proc.kill()
             out, _ = proc.communicate()
+    assert proc.returncode in (0, 128 + signal.SIGINT), out  # a clean stop on Ctrl-C
     assert f"127.0.0.1:{port}" in out
     assert "Traceback" not in out
+    assert out.count("Application shutdown complete") == workers

@@ -1,4 +1,4 @@
-"""``aerec serve RUN``: the HTTP API and web page over a trained model (uvicorn, one worker)."""
+"""``aerec serve RUN``: the HTTP API and web page over a trained model (uvicorn)."""
 
 from __future__ import annotations
 
@@ -32,6 +32,14 @@ def _serve(
             help="Requests computed at once (0 = one per available core).",
         ),
     ] = 0,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers", min=1,
+            help="Server processes, each with its own copy of the model (use one per core for "
+            "the most requests per second).",
+        ),
+    ] = 1,
     max_ratings: Annotated[
         int, typer.Option("--max-ratings", min=1, help="Most ratings in one request (413).")
     ] = 1000,
@@ -51,16 +59,21 @@ def _serve(
 
     if not run.exists():
         raise FileNotFoundError(f"{run}: no such run directory or checkpoint")
-    with console.status(f"loading {run} …"):
-        recommender = Recommender.load(run)
+    if workers > 1:  # each worker process loads the model itself
+        target: Recommender | Path = run
+    else:
+        with console.status(f"loading {run} …"):
+            target = Recommender.load(run)
     url_host = f"[{host}]" if ":" in host else host
     console.print(
-        f"serving [bold]{run}[/] at http://{url_host}:{port}/ (API docs at /docs) · Ctrl-C stops",
+        f"serving [bold]{run}[/] at http://{url_host}:{port}/ (API docs at /docs)"
+        f"{f' with {workers} workers' if workers > 1 else ''} · Ctrl-C stops",
         highlight=False,
     )
     serve(
-        recommender, host=host, port=port, torch_threads=threads, access_log=access_log,
-        max_ratings=max_ratings, max_k=max_k, model_threads=model_threads or None,
+        target, host=host, port=port, torch_threads=threads, workers=workers,
+        access_log=access_log, max_ratings=max_ratings, max_k=max_k,
+        model_threads=model_threads or None,
     )
 
 

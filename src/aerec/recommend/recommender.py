@@ -22,7 +22,7 @@ import math
 import numbers
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +92,11 @@ class MovieInfo:
         return display_title(self.title, self.year)
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "label": self.label}
+        return {
+            "movie_id": self.movie_id, "title": self.title, "year": self.year,
+            "n_ratings": self.n_ratings, "mean_rating": _finite(self.mean_rating),
+            "label": self.label,
+        }
 
 
 @dataclass
@@ -127,7 +131,16 @@ class Recommendation:
         return display_title(self.title, self.year)
 
     def to_dict(self) -> dict:
-        return _json_ready({**asdict(self), "label": self.label})
+        """JSON-ready dict (plain types; the evidence lists are copied)."""
+        return {
+            "movie_id": self.movie_id, "title": self.title, "year": self.year,
+            "predicted_rating": _finite(self.predicted_rating), "score": _finite(self.score),
+            "reason": self.reason,
+            "similar_users": [dict(d) for d in self.similar_users],
+            "pulled_up_by": [dict(d) for d in self.pulled_up_by],
+            "n_ratings": self.n_ratings, "neighbours_rated": self.neighbours_rated,
+            "neighbours_liked": self.neighbours_liked, "label": self.label,
+        }
 
 
 @dataclass
@@ -162,30 +175,28 @@ class Recommendations:
         return [r.movie_id for r in self.items]
 
     def to_dict(self) -> dict:
-        """JSON-ready dict (plain types only; NaN → ``None``)."""
-        return _json_ready({
+        """JSON-ready dict (plain types only; NaN → ``None``). The results are built from
+        plain Python values, so this is a shallow copy — no recursive conversion (which cost
+        1.6 ms per explained top-10)."""
+        return {
             "items": [r.to_dict() for r in self.items],
             "fallback": self.fallback,
             "note": self.note,
-            "neighbours": self.neighbours,
-            "used_ratings": self.used_ratings,
+            "neighbours": [
+                {**d, "liked": [dict(m) for m in d.get("liked", ())]} for d in self.neighbours
+            ],
+            "used_ratings": [dict(d) for d in self.used_ratings],
             "ranking": self.ranking,
             "user_id": self.user_id,
-        })
+        }
 
 
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if not math.isfinite(float(value)) else float(value)
-    return value
+def _finite(value: float | None) -> float | None:
+    """``value`` as a float, ``None`` when missing or not finite (JSON has no NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 # ------------------------------------------------------------------------------ recommender
@@ -827,30 +838,35 @@ class Recommender:
             ]
             evidence.append((similar, int(sel.sum()), int(liked.sum())))
 
-        # what each neighbour liked most, among movies the user has not rated
+        # what each neighbour liked most, among movies the user has not rated: one sort of
+        # all their fresh ratings by (neighbour, rating ↓, popularity ↓, column), then the
+        # first NEIGHBOUR_LIKED of each neighbour
         rated = np.zeros(self.n_movies, dtype=bool)
         rated[cols] = True
-        neighbours = []
-        for i, row in enumerate(rows.tolist()):
-            lo, hi = int(indptr[i]), int(indptr[i + 1])
-            n_cols, n_ratings = indices[lo:hi], ratings[lo:hi]
-            fresh = ~rated[n_cols]
-            n_cols, n_ratings = n_cols[fresh], n_ratings[fresh]
-            best = np.lexsort((n_cols, -self.counts[n_cols], -n_ratings))[:NEIGHBOUR_LIKED]
-            neighbours.append({
+        fresh = np.flatnonzero(~rated[indices])
+        f_owner, f_col, f_rating = owner[fresh], indices[fresh], ratings[fresh]
+        order = np.lexsort((f_col, -self.counts[f_col], -f_rating, f_owner))
+        f_owner, f_col, f_rating = f_owner[order], f_col[order], f_rating[order]
+        starts = np.searchsorted(f_owner, np.arange(len(rows)))
+        rank = np.arange(len(f_owner)) - starts[f_owner]
+        best = rank < NEIGHBOUR_LIKED
+        liked: list[list[dict]] = [[] for _ in range(len(rows))]
+        for w, c, r in zip(f_owner[best].tolist(), f_col[best].tolist(),
+                           f_rating[best].tolist()):
+            liked[w].append({
+                "movie_id": int(self.movie_ids[c]), "title": self.titles[c],
+                "year": self._year(c), "rating": float(r),
+            })
+        n_ratings = np.diff(indptr).tolist()
+        neighbours = [
+            {
                 "user_id": int(self.user_ids[row]),
                 "similarity": round(float(sims[i]), 4),
-                "n_ratings": hi - lo,
-                "liked": [
-                    {
-                        "movie_id": int(self.movie_ids[c]),
-                        "title": self.titles[c],
-                        "year": self._year(int(c)),
-                        "rating": float(r),
-                    }
-                    for c, r in zip(n_cols[best].tolist(), n_ratings[best].tolist())
-                ],
-            })
+                "n_ratings": int(n_ratings[i]),
+                "liked": liked[i],
+            }
+            for i, row in enumerate(rows.tolist())
+        ]
         return neighbours, evidence
 
 

@@ -26,6 +26,7 @@ import json
 import logging
 import math
 import os
+import socket
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -478,33 +479,144 @@ def create_app(
     return app
 
 
+def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``(host, port)`` and listening.
+
+    Created with ``IPPROTO_TCP`` so that asyncio sets ``TCP_NODELAY`` on every accepted
+    connection (a protocol-less socket silently skips it, and each keep-alive response then
+    waits ~40 ms for a delayed ACK). ``reuse_port``: several processes bind the same port and
+    the kernel spreads incoming connections over them (``SO_REUSEPORT``, Linux and BSDs).
+    """
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        if not hasattr(socket, "SO_REUSEPORT"):
+            sock.close()
+            raise OSError("several workers need SO_REUSEPORT, which this platform lacks")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _run_worker(settings: dict) -> None:
+    """One worker process of a multi-worker :func:`serve`: load the model, bind the shared
+    port (``SO_REUSEPORT``) and serve until interrupted."""
+    import torch
+    import uvicorn
+
+    if settings["torch_threads"] > 0:
+        torch.set_num_threads(settings["torch_threads"])
+    app = create_app(settings["path"], **settings["limits"])
+    options = settings["options"]
+    sock = listening_socket(options["host"], options["port"], reuse_port=True)
+    try:
+        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the signal it shut down on: a clean stop
+        pass
+    finally:
+        sock.close()
+
+
+def _serve_workers(settings: dict, workers: int) -> None:
+    """Start ``workers`` processes of :func:`_run_worker` and supervise them: Ctrl-C or
+    SIGTERM stops them all, and one that exits (say, the model failed to load) stops the
+    rest and is reported."""
+    import multiprocessing
+    import signal
+
+    context = multiprocessing.get_context("spawn")
+    processes = [
+        context.Process(target=_run_worker, args=(settings,), name=f"aerec-worker-{i}")
+        for i in range(workers)
+    ]
+    for process in processes:
+        process.start()
+
+    def stop(*_: object) -> None:
+        for process in processes:
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGINT)  # uvicorn's graceful shutdown
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    failed = None
+    try:
+        while all(process.is_alive() for process in processes):
+            processes[0].join(timeout=0.5)
+        failed = next((p for p in processes if not p.is_alive() and p.exitcode), None)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop()
+        for process in processes:
+            process.join(timeout=15)
+            if process.is_alive():
+                process.kill()
+        signal.signal(signal.SIGTERM, previous)
+    if failed is not None:
+        raise RuntimeError(f"worker {failed.name} exited with status {failed.exitcode}")
+
+
 def serve(
     recommender_or_path: Recommender | str | Path,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
     torch_threads: int = 1,
+    workers: int = 1,
     access_log: bool = True,
     log_level: str = "info",
     **limits: int | None,
 ) -> None:
-    """Serve a :class:`Recommender` (or the run / checkpoint path to load it from, once) with
-    uvicorn, one worker, until stopped. ``limits`` are :func:`create_app`'s keyword limits.
+    """Serve a :class:`Recommender` (or the run / checkpoint path to load it from, once per
+    worker) with uvicorn until stopped. ``limits`` are :func:`create_app`'s keyword limits.
 
     ``torch_threads`` is torch's intra-op thread count: small per-request forward passes run
     in the model thread pool (``model_threads`` at once, default one per core), so one torch
     thread each lets concurrent requests use the cores instead of fighting over them.
+
+    ``workers`` > 1 starts that many processes (``recommender_or_path`` must then be a path),
+    each loading the model, binding the port with ``SO_REUSEPORT`` (the kernel spreads the
+    connections) and computing ``model_threads`` requests at once (default: the cores shared
+    out between the workers). Separate processes do not share Python's interpreter lock: with
+    explanations a request is mostly Python, so two single-threaded workers answer about twice
+    what one worker with two threads does.
     """
     import torch
     import uvicorn
 
+    options = {"host": host, "port": port, "access_log": access_log, "log_level": log_level,
+               "server_header": False}
+    if workers > 1:
+        if not isinstance(recommender_or_path, (str, Path)):
+            raise ValueError(
+                "several workers each load the model: pass its path, not a Recommender"
+            )
+        if port == 0:
+            raise ValueError("several workers need a fixed port (not 0) to share")
+        if limits.get("model_threads") is None:
+            limits["model_threads"] = max(1, _cores() // workers)
+        _serve_workers({
+            "path": str(recommender_or_path), "torch_threads": torch_threads,
+            "limits": {k: v for k, v in limits.items() if v is not None}, "options": options,
+        }, workers)
+        return
     if torch_threads > 0:
         torch.set_num_threads(torch_threads)
     app = create_app(recommender_or_path, **limits)
-    uvicorn.run(
-        app, host=host, port=port, workers=1, access_log=access_log, log_level=log_level,
-        server_header=False,
-    )
+    sock = listening_socket(host, port)
+    try:
+        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
+    finally:
+        sock.close()
 
 
-__all__ = ["GuardMiddleware", "JSONAnswer", "create_app", "error_answer", "serve"]
+__all__ = [
+    "GuardMiddleware", "JSONAnswer", "create_app", "error_answer", "listening_socket", "serve",
+]
