@@ -327,11 +327,12 @@ the training objective puts on one row (scale chosen on validation) —
 | I-AutoRec + refit on training + validation (same epochs) | — | 0.897 |
 | average of 2 seeds of I-AutoRec | 0.886 | 0.900 |
 | `best` with fold-in for every user instead of trained rows | 0.883 | 0.893 |
-| `best`'s four members, weights fitted on validation (non-negative least squares) instead of equal | 0.8785 (fitted there) | — |
-| … weights per bucket of movie / user training counts (2-fold check within validation) | no better than equal | — |
+| `best`, member weights fitted on validation (NNLS) | 0.8785 (fitted there) | — |
+| … weights per movie / user training-count bucket (2-fold) | no gain | — |
 | eight members (seeds 2–3 of each item-based network, 2 of `user-centred`) | 0.8777 | — |
-| `best` + a fifth member: `user-centred` with L2 50 / 200, 1,000 units, tanh, 500-250, input noise 0.3, lr 1e-3 | 0.8794–0.8816 (all worse) | — |
+| `best` + one of 7 `user-centred` variants (L2, width, depth, noise, lr) | 0.8794–0.8816 | — |
 | `best` + I-AutoRec centred by biases, or ELU units | 0.8789 (weight 0) | — |
+| `best` + EASE on bias residuals (a linear autoencoder: 0.922 alone) | 0.8785 (weight 0) | — |
 
 Centring hurts the item-based model: with raw ratings a movie's input also says *who* rated it
 (missing entries are 0, present ones ≈ 3.5), which centring removes. Bias centring is what makes
