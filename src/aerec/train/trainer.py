@@ -114,9 +114,10 @@ def make_optimizer(
     ``weight_decay`` overrides ``config.weight_decay`` (the trainer passes the effective one,
     see ``TrainConfig.l2``).
 
-    Adam and AdamW use PyTorch's fused kernels (one pass over the weights instead of about
-    ten): the optimiser step over the two ``n_movies × 512`` matrices otherwise dominates a
-    sparse training step (measured 5× faster on CPU). Same algorithm, same hyper-parameters.
+    Adam and AdamW are :class:`~aerec.train.row_adam.RowAdam`: PyTorch's fused Adam (one pass
+    over the weights instead of about ten) that, when the trainer defers the big matrices'
+    gradients (:meth:`Trainer._deferring`), fuses each row's gradient into its update instead
+    of materialising it. Same algorithm, same hyper-parameters, same ``state_dict``.
     """
     decay = config.weight_decay if weight_decay is None else weight_decay
     if config.optimizer in ("adam", "adamw"):
