@@ -333,6 +333,7 @@ the training objective puts on one row (scale chosen on validation) —
 | `best` + one of 7 `user-centred` variants (L2, width, depth, noise, lr) | 0.8794–0.8816 | — |
 | `best` + I-AutoRec centred by biases, or ELU units | 0.8789 (weight 0) | — |
 | `best` + EASE on bias residuals (a linear autoencoder: 0.922 alone) | 0.8785 (weight 0) | — |
+| `best` + one of 6 `item-denoising` variants (dropout, noise, L2, lr, width) | 0.8784–0.8792 | — |
 
 Centring hurts the item-based model: with raw ratings a movie's input also says *who* rated it
 (missing entries are 0, present ones ≈ 3.5), which centring removes. Bias centring is what makes
