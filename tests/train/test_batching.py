@@ -62,7 +62,7 @@ def test_row_batches_are_the_user_batches_with_their_csr_slices(monkeypatch):
     matrix = _matrix()
     users = users_with_ratings(matrix)
     expected = list(iter_user_batches(users, 5, np.random.default_rng(3)))
-    got = list(batching.iter_row_batches(matrix, users, 5, np.random.default_rng(3)))
+    got = list(batching.iter_rating_batches(matrix, users, 5, np.random.default_rng(3)))
     assert len(got) == len(expected) == 10  # 48 users: nine of 5, the partial one of 3 kept
     for want_rows, (rows, batch) in zip(expected, got):
         np.testing.assert_array_equal(rows, want_rows)

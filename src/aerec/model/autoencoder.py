@@ -432,14 +432,17 @@ class AutoEncoder(nn.Module):
         In training mode each hidden layer's activation is multiplied by its dropout mask
         (:meth:`dropout_masks`, all drawn at once)."""
         act = ACTIVATIONS[self.activation]
-        masks = self.dropout_masks(inputs.batch_size, generator) if self.training else None
+        masks = (
+            self.dropout_masks(inputs.batch_size, generator) if self.training
+            else [None] * len(self.widths)
+        )
         h = act(sparse_input_linear(inputs, self.input_weight, self.input_bias))
-        if masks is not None and masks[0] is not None:
+        if masks[0] is not None:
             h = h * masks[0]
         code = h
         for i, (weight, bias) in enumerate(self.middle_layers(), start=1):
             h = act(F.linear(h, weight, bias))
-            if masks is not None and masks[i] is not None:
+            if masks[i] is not None:
                 h = h * masks[i]
             if i == self.code_layer:
                 code = h

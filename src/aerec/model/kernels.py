@@ -5,6 +5,7 @@ many threads as PyTorch is set to use.
 
 from __future__ import annotations
 
+import math
 from functools import cache
 
 import numpy as np
@@ -18,6 +19,11 @@ def numba_threads() -> int:
     threads = max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(threads)
     return threads
+
+
+def as_numpy(tensor: torch.Tensor) -> np.ndarray:
+    """A CPU tensor's data as a contiguous NumPy array (shared, not copied, when possible)."""
+    return tensor.detach().contiguous().numpy()
 
 
 @cache
@@ -63,3 +69,39 @@ def sampled_dot_kernel():
                 out[k] = total
 
     return dots
+
+
+@cache
+def row_adam_kernel():
+    """``row_adam(param, exp_avg, exp_avg_sq, colptr, src_rows, coef, source, …)``: each row's
+    gradient ``Σ coef[k] * source[src_rows[k]]`` over its entries ``colptr[j]:colptr[j+1]``,
+    then PyTorch's Adam / AdamW update of that row, in place; rows split across threads in
+    ``chunks`` (see :class:`aerec.train.row_adam.RowAdam`)."""
+    import numba
+
+    @numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def row_adam(  # pragma: no cover - compiled
+        param, exp_avg, exp_avg_sq, colptr, src_rows, coef, source,
+        one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay_factor,
+        step_size, bias_correction2_sqrt, chunks,
+    ):
+        n_rows, width = param.shape
+        for chunk in numba.prange(chunks):
+            grad = np.empty(width, dtype=param.dtype)
+            for j in range(chunk * n_rows // chunks, (chunk + 1) * n_rows // chunks):
+                grad[:] = 0
+                for k in range(colptr[j], colptr[j + 1]):
+                    c = coef[k]
+                    r = src_rows[k]
+                    for i in range(width):
+                        grad[i] += c * source[r, i]
+                for i in range(width):
+                    p = param[j, i] * decay_factor  # decoupled (AdamW) decay; 1 for Adam
+                    g = grad[i] + weight_decay * p  # coupled L2 (Adam); 0 for AdamW
+                    m = exp_avg[j, i] + one_minus_beta1 * (g - exp_avg[j, i])
+                    v = beta2 * exp_avg_sq[j, i] + one_minus_beta2 * g * g
+                    exp_avg[j, i] = m
+                    exp_avg_sq[j, i] = v
+                    param[j, i] = p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
+
+    return row_adam

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from aerec.model.kernels import numba_threads, sampled_dot_kernel
+from aerec.model.kernels import as_numpy, numba_threads, sampled_dot_kernel
 from aerec.model.sparse_rows import SparseRows
 
 
@@ -112,8 +112,8 @@ def _sampled_product(
         out = torch.empty(targets.nnz, dtype=left.dtype)
         numba_threads()
         sampled_dot_kernel()(
-            out.numpy(), left.detach().contiguous().numpy(), weight.detach().contiguous().numpy(),
-            targets.indptr.numpy(), targets.indices.numpy(),
+            out.numpy(), as_numpy(left), as_numpy(weight), targets.indptr.numpy(),
+            targets.indices.numpy(),
         )
         return out
     with warnings.catch_warnings():

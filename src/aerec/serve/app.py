@@ -505,23 +505,32 @@ def listening_socket(host: str, port: int, *, reuse_port: bool = False) -> socke
     return sock
 
 
-def _run_worker(settings: dict) -> None:
-    """One worker process of a multi-worker :func:`serve`: load the model, bind the shared
-    port (``SO_REUSEPORT``) and serve until interrupted."""
+def _serve_one(
+    recommender_or_path: Recommender | str | Path, torch_threads: int, limits: dict,
+    options: dict, reuse_port: bool = False,
+) -> None:
+    """Load (or take) the model, bind the port (:func:`listening_socket`) and serve with
+    uvicorn until interrupted: one process of :func:`serve`."""
     import torch
     import uvicorn
 
-    if settings["torch_threads"] > 0:
-        torch.set_num_threads(settings["torch_threads"])
-    app = create_app(settings["path"], **settings["limits"])
-    options = settings["options"]
-    sock = listening_socket(options["host"], options["port"], reuse_port=True)
+    if torch_threads > 0:
+        torch.set_num_threads(torch_threads)
+    app = create_app(recommender_or_path, **limits)
+    sock = listening_socket(options["host"], options["port"], reuse_port=reuse_port)
     try:
         uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises the signal it shut down on: a clean stop
-        pass
     finally:
         sock.close()
+
+
+def _run_worker(settings: dict) -> None:
+    """One worker process of a multi-worker :func:`serve` (``settings``: :func:`_serve_one`'s
+    arguments), sharing the port with the others (``SO_REUSEPORT``)."""
+    try:
+        _serve_one(**settings, reuse_port=True)
+    except KeyboardInterrupt:  # uvicorn re-raises the signal it shut down on: a clean stop
+        pass
 
 
 def _serve_workers(settings: dict, workers: int) -> None:
@@ -588,9 +597,6 @@ def serve(
     explanations a request is mostly Python, so two single-threaded workers answer about twice
     what one worker with two threads does.
     """
-    import torch
-    import uvicorn
-
     options = {"host": host, "port": port, "access_log": access_log, "log_level": log_level,
                "server_header": False}
     if workers > 1:
@@ -603,18 +609,11 @@ def serve(
         if limits.get("model_threads") is None:
             limits["model_threads"] = max(1, _cores() // workers)
         _serve_workers({
-            "path": str(recommender_or_path), "torch_threads": torch_threads,
+            "recommender_or_path": str(recommender_or_path), "torch_threads": torch_threads,
             "limits": {k: v for k, v in limits.items() if v is not None}, "options": options,
         }, workers)
         return
-    if torch_threads > 0:
-        torch.set_num_threads(torch_threads)
-    app = create_app(recommender_or_path, **limits)
-    sock = listening_socket(host, port)
-    try:
-        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])
-    finally:
-        sock.close()
+    _serve_one(recommender_or_path, torch_threads, limits, options)
 
 
 __all__ = [

@@ -50,11 +50,11 @@ def rows_batch(
     return SparseRows.from_csr(matrix[rows], dtype=dtype, device=device)
 
 
-#: Batches gathered from the CSR matrix in one vectorised slice by :func:`iter_row_batches`.
+#: Batches gathered from the CSR matrix in one vectorised slice by :func:`iter_rating_batches`.
 GATHER_BATCHES = 256
 
 
-def iter_row_batches(
+def iter_rating_batches(
     matrix: sp.csr_matrix,
     users: np.ndarray,
     batch_size: int,
@@ -71,11 +71,8 @@ def iter_row_batches(
     128 Netflix users instead of 300 µs for one gather per batch, with memory bounded by the
     block (never a copy of the whole matrix).
     """
-    order = users if rng is None else users[rng.permutation(len(users))]
-    block_rows = batch_size * GATHER_BATCHES
     n_columns = matrix.shape[1]
-    for block_start in range(0, len(order), block_rows):
-        block_order = order[block_start : block_start + block_rows]
+    for block_order in iter_user_batches(users, batch_size * GATHER_BATCHES, rng):
         block = matrix[block_order]
         indptr = block.indptr.astype(np.int64, copy=False)
         for start in range(0, len(block_order), batch_size):

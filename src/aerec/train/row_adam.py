@@ -21,51 +21,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cache
 
 import numpy as np
 import torch
 
-from aerec.model.kernels import numba_threads
+from aerec.model.kernels import as_numpy, numba_threads, row_adam_kernel
 from aerec.model.sparse_ops import RowGradient, deferring_row_gradients
-
-
-@cache
-def _kernel():
-    """The compiled row-wise Adam kernel (Numba is imported and the kernel compiled — or
-    loaded from Numba's cache — on first use)."""
-    import numba
-
-    @numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
-    def row_adam(  # pragma: no cover - compiled; exercised through RowAdam.step
-        param, exp_avg, exp_avg_sq, colptr, src_rows, coef, source,
-        one_minus_beta1, beta2, one_minus_beta2, eps, weight_decay, decay_factor,
-        step_size, bias_correction2_sqrt, chunks,
-    ):
-        n_rows, width = param.shape
-        for chunk in numba.prange(chunks):
-            grad = np.empty(width, dtype=param.dtype)
-            for j in range(chunk * n_rows // chunks, (chunk + 1) * n_rows // chunks):
-                grad[:] = 0
-                for k in range(colptr[j], colptr[j + 1]):
-                    c = coef[k]
-                    r = src_rows[k]
-                    for i in range(width):
-                        grad[i] += c * source[r, i]
-                for i in range(width):
-                    p = param[j, i] * decay_factor  # decoupled (AdamW) decay; 1 for Adam
-                    g = grad[i] + weight_decay * p  # coupled L2 (Adam); 0 for AdamW
-                    m = exp_avg[j, i] + one_minus_beta1 * (g - exp_avg[j, i])
-                    v = beta2 * exp_avg_sq[j, i] + one_minus_beta2 * g * g
-                    exp_avg[j, i] = m
-                    exp_avg_sq[j, i] = v
-                    param[j, i] = p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
-
-    return row_adam
-
-
-def _numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().contiguous().numpy()
 
 
 class RowAdam(torch.optim.Adam):
@@ -139,10 +100,10 @@ class RowAdam(torch.optim.Adam):
         decoupled = bool(group.get("decoupled_weight_decay", False))
         scalar = np.float32 if param.dtype == torch.float32 else np.float64
         threads = numba_threads()
-        _kernel()(
+        row_adam_kernel()(
             param.detach().numpy(), state["exp_avg"].numpy(), state["exp_avg_sq"].numpy(),
-            _numpy(record.colptr), _numpy(record.src_rows), _numpy(record.coef.to(param.dtype)),
-            _numpy(record.source.to(param.dtype)),
+            as_numpy(record.colptr), as_numpy(record.src_rows),
+            as_numpy(record.coef.to(param.dtype)), as_numpy(record.source.to(param.dtype)),
             scalar(1.0 - beta1), scalar(beta2), scalar(1.0 - beta2), scalar(group["eps"]),
             scalar(0.0 if decoupled else weight_decay),
             scalar(1.0 - lr * weight_decay if decoupled else 1.0),

@@ -23,7 +23,7 @@ from aerec.model.item_autoencoder import ItemAutoEncoder
 from aerec.model.sparse_rows import SparseRows
 from aerec.train.batching import (
     batch_count,
-    iter_row_batches,
+    iter_rating_batches,
     users_with_ratings,
 )
 from aerec.train.errors import TrainingDiverged
@@ -116,7 +116,7 @@ def make_optimizer(
 
     Adam and AdamW are :class:`~aerec.train.row_adam.RowAdam`: PyTorch's fused Adam (one pass
     over the weights instead of about ten) that, when the trainer defers the big matrices'
-    gradients (:meth:`Trainer._deferring`), fuses each row's gradient into its update instead
+    gradients (:meth:`Trainer._optimise`), fuses each row's gradient into its update instead
     of materialising it. Same algorithm, same hyper-parameters, same ``state_dict``.
     """
     decay = config.weight_decay if weight_decay is None else weight_decay
@@ -194,7 +194,6 @@ class Trainer:
         # from 10 to 20 ms as they accumulated. Flushing them to zero (FTZ/DAZ, process-wide)
         # changes values below 1.2e-38 only.
         torch.set_flush_denormal(True)
-        self.config = config
         self.device = torch.device(device)
         self.model = model.to(self.device)
         self.orientation = orientation
@@ -246,7 +245,7 @@ class Trainer:
         epoch, lr, batches = self.epoch + 1, self.lr, self.batches_per_epoch
         dtype = self.model.dtype
         sums = ErrorSums(self.clip)
-        batch_iter = iter_row_batches(
+        batch_iter = iter_rating_batches(
             self.train_matrix, self.train_users, self.config.batch_size, self.shuffle_rng,
             dtype=dtype, device=self.device,
         )
@@ -256,10 +255,7 @@ class Trainer:
             loss_value = loss.item()
             if not math.isfinite(loss_value) or loss_value > self.loss_limit:
                 raise TrainingDiverged(epoch, number, batches, loss_value, self.loss_limit, lr)
-            self.optimizer.zero_grad(set_to_none=True)
-            with self._deferring():
-                loss.backward()
-            self.optimizer.step()
+            self._optimise(loss)
             sums.add(predictions, inputs.values, loss_value)
             for _ in range(self.config.refeed):
                 self._refeed_step(inputs)
@@ -283,16 +279,17 @@ class Trainer:
         loss = torch.mean((predictions - refed.values) ** 2)
         if not math.isfinite(loss.item()):
             return  # a diverging re-feed is caught by the next regular step
+        self._optimise(loss)
+
+    def _optimise(self, loss: torch.Tensor) -> None:
+        """One optimiser step on ``loss``. The backward runs inside :class:`RowAdam`'s
+        ``deferring()`` (when the optimiser is one), so the big matrices' gradients reach its
+        update as row records instead of dense tensors."""
         self.optimizer.zero_grad(set_to_none=True)
-        with self._deferring():
+        deferring = getattr(self.optimizer, "deferring", contextlib.nullcontext)
+        with deferring():
             loss.backward()
         self.optimizer.step()
-
-    def _deferring(self) -> contextlib.AbstractContextManager:
-        """Around ``loss.backward()``: lets :class:`RowAdam` take the big matrices' gradients
-        as row records (fused into its update) instead of dense tensors."""
-        deferring = getattr(self.optimizer, "deferring", None)
-        return deferring() if deferring is not None else contextlib.nullcontext()
 
     def end_epoch(self, val_rmse: float) -> None:
         """Tell a plateau schedule the epoch's validation RMSE (no-op for other schedules)."""
@@ -308,9 +305,9 @@ class Trainer:
         dtype = self.model.dtype
         sums = ErrorSums(self.clip)
         batches = zip(
-            iter_row_batches(self.train_matrix, self.validation_users, VALIDATION_BATCH_SIZE,
+            iter_rating_batches(self.train_matrix, self.validation_users, VALIDATION_BATCH_SIZE,
                              dtype=dtype, device=self.device),
-            iter_row_batches(self.validation_matrix, self.validation_users,
+            iter_rating_batches(self.validation_matrix, self.validation_users,
                              VALIDATION_BATCH_SIZE, dtype=dtype, device=self.device),
         )
         for (_, inputs), (_, targets) in batches:
