@@ -4,6 +4,8 @@ Pure math — layers, activations, outputs at requested positions. Reads no file
 
 * :class:`AutoEncoder` — row-oriented network; the published user-based model;
 * :class:`ItemAutoEncoder` — item-based (rows are movies), scores users by fold-in;
+* :class:`BayesianMF` — Bayesian matrix factorisation (posterior samples), scoring a user
+  from their ratings by exact posterior inference, like an encoder;
 * :class:`Ensemble` — weighted average of trained models;
 * :class:`RankedModel` — a rating model plus an item-item ranking head for top-N lists;
 * :func:`model_from_architecture` — rebuild any of them from a checkpoint's architecture dict.
@@ -19,6 +21,7 @@ from aerec.model.autoencoder import (
     keep_mask,
     keep_masks,
 )
+from aerec.model.bayesian_mf import BayesianMF
 from aerec.model.ensemble import Ensemble
 from aerec.model.factory import model_from_architecture
 from aerec.model.item_autoencoder import ItemAutoEncoder
@@ -28,6 +31,7 @@ from aerec.model.sparse_rows import SparseRows
 __all__ = [
     "ACTIVATIONS",
     "AutoEncoder",
+    "BayesianMF",
     "Ensemble",
     "ItemAutoEncoder",
     "RankedModel",

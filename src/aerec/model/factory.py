@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from aerec.model.autoencoder import AutoEncoder
+from aerec.model.bayesian_mf import BayesianMF
 from aerec.model.ensemble import Ensemble
 from aerec.model.item_autoencoder import ItemAutoEncoder
 from aerec.model.ranked import RankedModel
@@ -15,7 +16,7 @@ def model_from_architecture(arch: dict, **kwargs: object) -> nn.Module:
     """An untrained model shaped as ``arch`` describes (load its ``state_dict`` next).
 
     ``kind`` ``"ranked"`` → :class:`RankedModel` around its rebuilt base; ``"ensemble"`` →
-    :class:`Ensemble` of rebuilt members; otherwise an
+    :class:`Ensemble` of rebuilt members; ``"bayesian-mf"`` → :class:`BayesianMF`; otherwise an
     :class:`AutoEncoder` (``orientation`` ``"user"``, the default for dicts written before
     orientations existed) or :class:`ItemAutoEncoder` (``"item"``). ``kwargs`` (``dtype``,
     ``generator``) go to every network.
@@ -27,6 +28,12 @@ def model_from_architecture(arch: dict, **kwargs: object) -> nn.Module:
     if arch.get("kind") == "ensemble":
         members = [model_from_architecture(m, **kwargs) for m in arch["members"]]
         return Ensemble(members, arch.get("weights"))
+    if arch.get("kind") == "bayesian-mf":
+        clip = arch.get("clip")
+        return BayesianMF(
+            int(arch["n_movies"]), int(arch["factors"]), int(arch["samples"]),
+            clip=None if clip is None else (float(clip[0]), float(clip[1])), **kwargs,
+        )
     layers = [int(w) for w in arch["layers"]]
     common = dict(
         layers=layers,

@@ -105,3 +105,59 @@ def row_adam_kernel():
                     param[j, i] = p - step_size * m / (math.sqrt(v) / bias_correction2_sqrt + eps)
 
     return row_adam
+
+
+@cache
+def gaussian_rows_kernel(parallel: bool = True):
+    """``draw(out, indptr, indices, values, other, precision, shift, alpha, noise)``: for each
+    row ``r`` of a CSR matrix, the Gaussian conditional of a factorisation's row vector given
+    the other side's vectors ``other`` — precision ``P = precision + alpha Σ v vᵀ`` and
+    ``P⁻¹ (shift + alpha Σ x v)`` its mean, over the row's entries (``v = other[indices[k]]``,
+    ``x = values[k]``) — and writes ``mean + L⁻ᵀ noise[r]`` (``P = L Lᵀ``) to ``out[r]``: a
+    draw when ``noise`` is standard normal, the mean when it is 0. The Cholesky factor is
+    computed in place per row. With ``parallel`` the rows are split across Numba's threads
+    (training); without, it runs on the calling thread only, so any number of threads may call
+    it at once (prediction in a server's thread pool)."""
+    import numba
+
+    @numba.njit(parallel=parallel, cache=True, nogil=True)
+    def draw(  # pragma: no cover - compiled
+        out, indptr, indices, values, other, precision, shift, alpha, noise
+    ):
+        n_rows, d = out.shape
+        for r in numba.prange(n_rows):
+            p = precision.copy()
+            b = shift.copy()
+            for k in range(indptr[r], indptr[r + 1]):
+                c = indices[k]
+                x = alpha * values[k]
+                for i in range(d):
+                    vi = alpha * other[c, i]
+                    b[i] += x * other[c, i]
+                    for j in range(i + 1):
+                        p[i, j] += vi * other[c, j]
+            for j in range(d):  # Cholesky, lower triangle, in place
+                s = p[j, j]
+                for k in range(j):
+                    s -= p[j, k] * p[j, k]
+                p[j, j] = math.sqrt(s)
+                for i in range(j + 1, d):
+                    s = p[i, j]
+                    for k in range(j):
+                        s -= p[i, k] * p[j, k]
+                    p[i, j] = s / p[j, j]
+            y = np.empty(d)
+            for i in range(d):  # L y = b
+                s = b[i]
+                for k in range(i):
+                    s -= p[i, k] * y[k]
+                y[i] = s / p[i, i]
+            for i in range(d):
+                y[i] += noise[r, i]
+            for i in range(d - 1, -1, -1):  # Lᵀ x = y + z
+                s = y[i]
+                for k in range(i + 1, d):
+                    s -= p[k, i] * out[r, k]
+                out[r, i] = s / p[i, i]
+
+    return draw

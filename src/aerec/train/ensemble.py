@@ -3,8 +3,11 @@
 A configuration with ``members = ["item", "user-centred", ...]`` (preset names or TOML files)
 trains every member into ``RUN/members/<n>-<name>/`` — a normal run directory, with its own
 early stopping on the validation split — using this configuration's split and execution
-settings (and its ``refit``). The ensemble is the equal-weight average of the members'
-``best.pt`` models (:class:`~aerec.model.ensemble.Ensemble`); its validation RMSE is measured
+settings (and its ``refit``). The ensemble is the average of the members' ``best.pt`` models
+(:class:`~aerec.model.ensemble.Ensemble`) — equally weighted, or (``ensemble_weights =
+"fitted"``) weighted by non-negative least squares on the validation ratings, in which case the
+reported validation RMSE is cross-fitted (weights fitted on one half of the validation ratings
+score the other, and vice versa), so it stays an honest estimate. Its validation RMSE is measured
 with the members' *selected* models (trained on the training split only) through the
 prediction API (item models with movie codes from training ratings only), so the figure is
 honest even when members were refitted. Resuming an ensemble
@@ -21,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import nnls
 
 from aerec.config import PRESETS, ConfigError, TrainConfig, resolve_config, write_text_atomic
 from aerec.model.ensemble import Ensemble
@@ -94,23 +98,32 @@ def train_ensemble(
         if getattr(model, "orientation", "user") == "item":
             item_rows = oriented(splits.train, "item") if item_rows is None else item_rows
             model.prepare_inference(item_rows)
-    selected_ensemble = Ensemble(selected)
     has_validation = splits.validation.nnz > 0
     member_val, val_rmse = [math.nan] * len(selected), math.nan
+    weights = np.full(len(selected), 1.0 / len(selected))
+    notes: dict = {"members": [str(r.run_dir) for r in results]}
     if has_validation:
         truth = splits.validation.data.astype(np.float64)
-        predictions = [  # known users by their trained rows, as the test is scored
+        predictions = np.stack([  # known users by their trained rows, as the test is scored
             validation_predictions(m, splits.train, splits.validation, known=True)
             for m in selected
-        ]
-        member_val = [_rmse(p, truth, clip) for p in predictions]
-        weights = selected_ensemble.weights.cpu().numpy()
-        val_rmse = _rmse(sum(w * p for w, p in zip(weights, predictions)), truth, clip)
-    final = Ensemble([_rating_model(load_checkpoint(r.best_checkpoint).model) for r in results])
+        ], axis=1)
+        member_val = [_rmse(p, truth, clip) for p in predictions.T]
+        if config.ensemble_weights == "fitted":
+            weights, val_rmse, in_sample = fit_weights(
+                predictions, truth, clip, seed=config.split_seed
+            )
+            notes["weights"] = {"fitted": [round(float(w), 4) for w in weights],
+                                "validation_rmse_in_sample": round(in_sample, 6)}
+        else:
+            val_rmse = _rmse(predictions @ weights, truth, clip)
+    selected_ensemble = Ensemble(selected, weights)
+    final = Ensemble(
+        [_rating_model(load_checkpoint(r.best_checkpoint).model) for r in results], weights
+    )
     refitted = config.refit and has_validation
     known = union_rows(splits.train, splits.validation)
     stats = TrainingStats.from_matrix(known if refitted else splits.train)
-    notes: dict = {"members": [str(r.run_dir) for r in results]}
     if config.ranking == "ease" and has_validation:
         lam, alpha, notes["ranking"] = choose_ranking(
             config, selected_ensemble, splits.train, splits.validation,
@@ -129,7 +142,7 @@ def train_ensemble(
     save_checkpoint(payload, out_dir / BEST_FILE)
     save_checkpoint({**payload, "kind": "last"}, out_dir / LAST_FILE)
     write_metrics_csv(out_dir / METRICS_FILE, [metrics])
-    _write_members(out_dir / MEMBERS_FILE, config.members, results, member_val)
+    _write_members(out_dir / MEMBERS_FILE, config.members, results, member_val, weights)
     result = TrainResult(
         run_dir=out_dir, config=config, best_epoch=1, epochs_completed=1,
         best_train_loss=math.nan, best_train_rmse=math.nan, best_val_loss=val_rmse**2,
@@ -147,6 +160,31 @@ def train_ensemble(
     return result
 
 
+def fit_weights(
+    predictions: np.ndarray, truth: np.ndarray, clip: tuple[float, float], seed: int = 0
+) -> tuple[np.ndarray, float, float]:
+    """Non-negative member weights (summing to 1) that best fit ``truth`` from the members'
+    ``predictions`` ``(ratings, members)`` by least squares. Returns ``(weights,
+    cross-fitted RMSE, in-sample RMSE)``: the cross-fitted figure scores each half of the
+    ratings (a seeded random halving) with weights fitted on the other half."""
+    n, k = predictions.shape
+
+    def fit(rows: np.ndarray) -> np.ndarray:
+        w, _ = nnls(predictions[rows], truth[rows])
+        return w / w.sum() if w.sum() > 0 else np.full(k, 1.0 / k)
+
+    weights = fit(np.arange(n))
+    order = np.random.default_rng(seed).permutation(n)
+    halves = (order[: n // 2], order[n // 2 :])
+    crossed = np.empty(n)
+    for fit_rows, score_rows in (halves, halves[::-1]):
+        if len(fit_rows) and len(score_rows):
+            crossed[score_rows] = predictions[score_rows] @ fit(fit_rows)
+        else:
+            crossed[score_rows] = predictions[score_rows] @ weights
+    return weights, _rmse(crossed, truth, clip), _rmse(predictions @ weights, truth, clip)
+
+
 def _rmse(predicted: np.ndarray, truth: np.ndarray, clip: tuple[float, float]) -> float:
     return float(np.sqrt(np.mean((np.clip(predicted, *clip) - truth) ** 2)))
 
@@ -162,11 +200,13 @@ def _plain(value):
     return value
 
 
-def _write_members(path: Path, names, results, member_val: list[float]) -> None:
+def _write_members(path: Path, names, results, member_val: list[float], weights) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["member", "run_dir", "best_epoch", "epochs", "val_rmse", "seconds"])
-    for name, r, val in zip(names, results, member_val):
+    writer.writerow(
+        ["member", "run_dir", "best_epoch", "epochs", "val_rmse", "weight", "seconds"]
+    )
+    for name, r, val, w in zip(names, results, member_val, weights):
         writer.writerow([name, r.run_dir, r.best_epoch, r.epochs_completed, f"{val:.6f}",
-                         f"{r.seconds:.1f}"])
+                         f"{float(w):.4f}", f"{r.seconds:.1f}"])
     write_text_atomic(path, buffer.getvalue())

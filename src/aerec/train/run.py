@@ -220,6 +220,12 @@ def train(
             return train_ensemble(
                 config, ds, splits, dataset_info, out_dir, resume, callback, start_time
             )
+        if config.model == "bayesian-mf":
+            from aerec.train.bayesian import train_bayesian
+
+            return train_bayesian(
+                config, ds, splits, dataset_info, out_dir, resume, callback, start_time
+            )
         return _run(
             config, ds, splits, dataset_info, out_dir, saved, callback, start_time
         )

@@ -1,0 +1,180 @@
+"""Bayesian matrix factorisation (BPMF, Salakhutdinov & Mnih 2008) with the autoencoders'
+prediction API, scoring every user — known or new — by exact posterior inference.
+
+The model is ``r_um ≈ μ + u_uᵀ v_m`` with Gaussian noise of precision ``α`` and Gaussian priors
+on the user vectors ``u`` and movie vectors ``v`` whose means and precisions have
+Normal–Wishart hyperpriors. Training (:mod:`aerec.train.bayesian`) draws posterior samples by
+Gibbs sampling; this module keeps a thinned set of ``S`` of them — each sample's movie vectors
+``V_s`` and user prior ``(μ_s, Λ_s)`` — and nothing per user, so its size does not grow with the
+number of users.
+
+A user is scored from their ratings ``r`` alone, the way the autoencoders encode a rating
+vector: for each kept sample, the user's vector is the mean of its Gaussian posterior given
+``V_s``,
+
+    u_s = (Λ_s + α Σ_m v_m v_mᵀ)⁻¹ (Λ_s μ_s + α Σ_m (r_m − μ) v_m)      (m over rated movies)
+
+(the *encoder*; the conditional the Gibbs sampler itself draws from), and the predicted rating
+is the average over samples of ``μ + u_sᵀ v`` (the *decoder*). Averaging these conditional means
+rather than sampled user vectors is the Rao–Blackwellised posterior mean. A new user and a user
+seen in training are scored alike, so the fold-in of the recommendation API needs nothing else.
+Cost per user: ``S × (ratings × d² + d³)`` for the encoder, ``S × n_movies × d`` for a full row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from aerec.model.kernels import as_numpy, gaussian_rows_kernel
+from aerec.model.sparse_rows import SparseRows
+
+
+class BayesianMF(nn.Module):
+    """Posterior samples of a Bayesian factorisation over ``n_movies`` movies.
+
+    Buffers: ``movie_factors`` ``(samples, n_movies, factors)``, ``user_mean``
+    ``(samples, factors)``, ``user_precision`` ``(samples, factors, factors)`` (float64), and
+    the scalars ``global_mean`` and ``noise_precision`` (``α``). ``clip`` clamps predictions to
+    the rating scale.
+    """
+
+    orientation = "user"
+
+    def __init__(
+        self, n_movies: int, factors: int, samples: int, *,
+        clip: tuple[float, float] | None = None, dtype: torch.dtype = torch.float32,
+        **_: object,
+    ) -> None:
+        super().__init__()
+        if n_movies < 1 or factors < 1 or samples < 1:
+            raise ValueError("n_movies, factors and samples must be ≥ 1")
+        self.n_movies, self.factors, self.samples = int(n_movies), int(factors), int(samples)
+        self.clip = None if clip is None else (float(clip[0]), float(clip[1]))
+        self._dtype = dtype
+        f64 = torch.float64
+        self.register_buffer("movie_factors", torch.zeros(samples, n_movies, factors, dtype=f64))
+        self.register_buffer("user_mean", torch.zeros(samples, factors, dtype=f64))
+        self.register_buffer(
+            "user_precision", torch.eye(factors, dtype=f64).expand(samples, -1, -1).clone()
+        )
+        self.register_buffer("global_mean", torch.zeros((), dtype=f64))
+        self.register_buffer("noise_precision", torch.ones((), dtype=f64))
+
+    @property
+    def device(self) -> torch.device:
+        return self.movie_factors.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
+
+    def architecture(self) -> dict:
+        """``{"kind": "bayesian-mf", "n_movies", "factors", "samples", "clip"}``."""
+        return {
+            "kind": "bayesian-mf", "n_movies": self.n_movies, "factors": self.factors,
+            "samples": self.samples, "clip": None if self.clip is None else list(self.clip),
+        }
+
+    @torch.no_grad()
+    def set_samples(
+        self, movie_factors: object, user_mean: object, user_precision: object,
+        global_mean: float, noise_precision: float,
+    ) -> None:
+        """Store posterior samples (arrays shaped as the buffers)."""
+        for name, value in (("movie_factors", movie_factors), ("user_mean", user_mean),
+                            ("user_precision", user_precision)):
+            tensor = torch.as_tensor(value, dtype=torch.float64)
+            if tensor.shape != getattr(self, name).shape:
+                raise ValueError(
+                    f"{name} has shape {tuple(tensor.shape)}, expected "
+                    f"{tuple(getattr(self, name).shape)}"
+                )
+            getattr(self, name).copy_(tensor)
+        self.global_mean.fill_(float(global_mean))
+        self.noise_precision.fill_(float(noise_precision))
+
+    # ------------------------------------------------------------------ the encoder
+    def _inputs(self, indptr: object, indices: object, values: object) -> SparseRows:
+        return SparseRows.from_arrays(
+            indptr, indices, values, self.n_movies, dtype=torch.float64, device=self.device
+        )
+
+    def user_vectors(self, inputs: SparseRows) -> torch.Tensor:
+        """Each sample's posterior-mean user vector given the rows' ratings,
+        ``(samples, batch, factors)`` float64 (see the module docstring); one compiled pass
+        over the ratings per sample, on the calling thread."""
+        solve = gaussian_rows_kernel(parallel=False)
+        indptr = as_numpy(inputs.indptr.cpu())
+        indices = as_numpy(inputs.indices.cpu())
+        residual = as_numpy(inputs.values.cpu()) - float(self.global_mean)
+        movies = as_numpy(self.movie_factors.cpu())
+        precision = as_numpy(self.user_precision.cpu())
+        shift = np.einsum("sij,sj->si", precision, as_numpy(self.user_mean.cpu()))
+        out = np.empty((self.samples, inputs.batch_size, self.factors))
+        zeros = np.zeros((inputs.batch_size, self.factors))
+        alpha = float(self.noise_precision)
+        for s in range(self.samples):
+            solve(out[s], indptr, indices, residual, movies[s], precision[s], shift[s], alpha,
+                  zeros)
+        return torch.from_numpy(out).to(self.device)
+
+    # ------------------------------------------------------------------ prediction API
+    def _clip(self, predictions: torch.Tensor) -> torch.Tensor:
+        return predictions if self.clip is None else predictions.clamp(*self.clip)
+
+    @torch.no_grad()
+    def code_and_predict(
+        self, indptr: object, indices: object, values: object
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(codes (batch, factors), predictions (batch, n_movies))`` for users given by their
+        ratings (CSR arrays over movies). The code is the user's vector under the last kept
+        sample; predictions average all samples (clamped when the model has ``clip``)."""
+        users = self.user_vectors(self._inputs(indptr, indices, values))
+        total = torch.zeros(users.shape[1], self.n_movies, dtype=torch.float64,
+                            device=self.device)
+        for s in range(self.samples):
+            total.addmm_(users[s], self.movie_factors[s].t())
+        predictions = total / self.samples + self.global_mean
+        return users[-1].to(self.dtype), self._clip(predictions).to(self.dtype)
+
+    @torch.no_grad()
+    def predict_dense(self, indptr: object, indices: object, values: object) -> torch.Tensor:
+        """Predicted ratings of every movie, ``(batch, n_movies)``."""
+        return self.code_and_predict(indptr, indices, values)[1]
+
+    def predict_known(
+        self, user_rows: object, indptr: object, indices: object, values: object
+    ) -> torch.Tensor:
+        """:meth:`predict_dense`: a user's ratings are all the model needs (``user_rows`` is
+        accepted for the common API and ignored)."""
+        return self.predict_dense(indptr, indices, values)
+
+    @torch.no_grad()
+    def encode(self, indptr: object, indices: object, values: object) -> torch.Tensor:
+        """Codes of a batch of users, ``(batch, factors)``."""
+        return self.user_vectors(self._inputs(indptr, indices, values))[-1].to(self.dtype)
+
+    @torch.no_grad()
+    def predict_at(
+        self, indptr: object, indices: object, values: object, rows: object, cols: object
+    ) -> torch.Tensor:
+        """Predicted ratings at ``(rows[j], cols[j])`` (batch row, movie), ``(k,)``; costs
+        O(k × samples × factors) after the encoder, never ``batch × n_movies``."""
+        inputs = self._inputs(indptr, indices, values)
+        rows_t = torch.as_tensor(rows, dtype=torch.int64, device=self.device).reshape(-1)
+        cols_t = torch.as_tensor(cols, dtype=torch.int64, device=self.device).reshape(-1)
+        if rows_t.numel() and (int(rows_t.min()) < 0 or int(rows_t.max()) >= inputs.batch_size):
+            raise IndexError(f"row index out of range for a batch of {inputs.batch_size} rows")
+        if cols_t.numel() and (int(cols_t.min()) < 0 or int(cols_t.max()) >= self.n_movies):
+            raise IndexError(f"column index out of range for {self.n_movies} movies")
+        users = self.user_vectors(inputs)
+        total = torch.zeros(rows_t.shape[0], dtype=torch.float64, device=self.device)
+        for s in range(self.samples):
+            total += (users[s].index_select(0, rows_t)
+                      * self.movie_factors[s].index_select(0, cols_t)).sum(1)
+        return self._clip(total / self.samples + self.global_mean).to(self.dtype)
+
+    def prepare_inference(self, rows: object, **_: object) -> None:
+        """Nothing to store: a user's ratings are the encoder's input."""

@@ -1,0 +1,297 @@
+"""Training a Bayesian factorisation (``model = "bayesian-mf"``) by Gibbs sampling.
+
+Each *epoch* is one sweep of the sampler of Salakhutdinov & Mnih (2008): draw the user prior's
+mean and precision from their Normal–Wishart posterior, every user vector from its Gaussian
+conditional given the movie vectors, then the same for movies. The conditionals are drawn in
+one compiled pass over the CSR rows (:func:`aerec.model.kernels.gaussian_rows_kernel`), with the
+standard-normal noise drawn beforehand from the run's seeded generator, so a run is
+reproducible whatever the thread count.
+
+After ``burn_in`` sweeps the samples' predictions at the validation ratings are averaged, and
+that running posterior mean's RMSE is the epoch's validation RMSE: early stopping (``patience``)
+and the selected epoch use it, never the test split. Posterior samples are kept evenly thinned
+(``kept_samples`` of them) and become the model (:class:`~aerec.model.bayesian_mf.BayesianMF`);
+with ``refit`` a fresh chain then runs the selected number of sweeps on training + validation
+ratings.
+
+The run directory is written when the run ends (sweeps take seconds on MovieLens data); an
+interrupted run leaves nothing half-written and starts over.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from pathlib import Path
+
+import numpy as np
+import scipy.sparse as sp
+
+from aerec.config import TrainConfig
+from aerec.model.bayesian_mf import BayesianMF
+from aerec.model.kernels import gaussian_rows_kernel, numba_threads, sampled_dot_kernel
+from aerec.train.batching import union_rows
+from aerec.train.checkpoint import TrainingStats, build_payload, read_payload, save_checkpoint
+from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted
+from aerec.train.finish import choose_ranking, with_ranking
+from aerec.train.metrics_log import EpochMetrics, plot_learning_curve, write_metrics_csv
+
+#: Normal–Wishart hyperprior: β₀ (prior mean's strength); ν₀ = d and W₀ = I, μ₀ = 0.
+PRIOR_STRENGTH = 2.0
+
+
+class GibbsSampler:
+    """The state of one chain over a CSR ``(n_users, n_movies)`` rating matrix."""
+
+    def __init__(self, ratings: sp.csr_matrix, factors: int, noise_precision: float,
+                 seed: int) -> None:
+        ratings = ratings.tocsr()
+        self.rng = np.random.default_rng(seed)
+        self.factors, self.alpha = int(factors), float(noise_precision)
+        self.mean = float(ratings.data.mean()) if ratings.nnz else 0.0
+        self.by_user = _arrays(ratings, self.mean)
+        self.by_movie = _arrays(ratings.T.tocsr(), self.mean)
+        n_users, n_movies = ratings.shape
+        self.users = 0.1 * self.rng.standard_normal((n_users, self.factors))
+        self.movies = 0.1 * self.rng.standard_normal((n_movies, self.factors))
+        self.user_prior = (np.zeros(self.factors), np.eye(self.factors))
+
+    def sweep(self) -> None:
+        """One Gibbs sweep: user hyperparameters, users, movie hyperparameters, movies."""
+        numba_threads()
+        draw = gaussian_rows_kernel()
+        self.user_prior = self._hyperparameters(self.users)
+        self._draw(draw, self.users, self.by_user, self.movies, *self.user_prior)
+        movie_prior = self._hyperparameters(self.movies)
+        self._draw(draw, self.movies, self.by_movie, self.users, *movie_prior)
+
+    def _draw(self, draw, out, arrays, other, mean, precision) -> None:
+        noise = self.rng.standard_normal(out.shape)
+        draw(out, *arrays, other, precision, precision @ mean, self.alpha, noise)
+
+    def _hyperparameters(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """A draw of (mean, precision) from the Normal–Wishart posterior given the rows ``x``."""
+        n, d = x.shape
+        xbar = x.mean(0)
+        centred = x - xbar
+        scatter = centred.T @ centred
+        beta, dof = PRIOR_STRENGTH + n, d + n
+        w_inv = np.eye(d) + scatter + PRIOR_STRENGTH * n / beta * np.outer(xbar, xbar)
+        w = np.linalg.inv(w_inv)
+        precision = _wishart(self.rng, (w + w.T) / 2, dof)
+        cov = np.linalg.inv(beta * precision)
+        mean = n * xbar / beta + np.linalg.cholesky((cov + cov.T) / 2) @ self.rng.standard_normal(d)
+        return mean, precision
+
+    def predict(self, positions: sp.csr_matrix) -> np.ndarray:
+        """This sample's raw predictions at a CSR matrix's entries (CSR order)."""
+        out = np.empty(positions.nnz)
+        if positions.nnz:
+            sampled_dot_kernel()(
+                out, self.users, self.movies, positions.indptr.astype(np.int64),
+                positions.indices.astype(np.int64),
+            )
+        return out + self.mean
+
+    def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What the model keeps of this sample: movie vectors, user prior mean, precision."""
+        return self.movies.copy(), self.user_prior[0].copy(), self.user_prior[1].copy()
+
+
+def _arrays(m: sp.csr_matrix, mean: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return (m.indptr.astype(np.int64), m.indices.astype(np.int64),
+            m.data.astype(np.float64) - mean)
+
+
+def _wishart(rng: np.random.Generator, scale: np.ndarray, dof: float) -> np.ndarray:
+    """One draw from Wishart(scale, dof) (Bartlett decomposition)."""
+    d = scale.shape[0]
+    a = np.tril(rng.standard_normal((d, d)), -1)
+    a[np.diag_indices(d)] = np.sqrt(rng.chisquare(dof - np.arange(d)))
+    la = np.linalg.cholesky(scale) @ a
+    return la @ la.T
+
+
+def thinning(config: TrainConfig) -> int:
+    """Keep every this many sweeps after the burn-in (``kept_samples`` over the budget)."""
+    return max(1, math.ceil((config.epochs - config.burn_in) / config.kept_samples))
+
+
+def run_chain(
+    config: TrainConfig, train: sp.csr_matrix, validation: sp.csr_matrix | None, sweeps: int,
+    clip: tuple[float, float], on_sweep=None,
+) -> tuple[list[EpochMetrics], int, list]:
+    """Run ``sweeps`` sweeps (fewer if early stopping triggers). Returns the per-sweep metrics,
+    the selected sweep (lowest validation RMSE of the running posterior mean after the burn-in;
+    the last sweep without validation ratings) and that sweep's kept samples."""
+    sampler = GibbsSampler(train, config.factors, config.noise_precision, config.seed)
+    has_validation = validation is not None and validation.nnz > 0
+    truth = validation.data.astype(np.float64) if has_validation else None
+    train_truth = train.data.astype(np.float64)
+    thin = thinning(config)
+    kept: deque = deque(maxlen=config.kept_samples)
+    running, averaged = None, 0
+    history: list[EpochMetrics] = []
+    best_sweep, best_rmse, best_kept, bad = 0, math.inf, [], 0
+    for sweep in range(1, sweeps + 1):
+        start = time.perf_counter()
+        sampler.sweep()
+        fitted = sampler.predict(train) - train_truth
+        train_loss = float(np.mean(fitted**2))
+        train_rmse = float(np.sqrt(np.mean((np.clip(fitted + train_truth, *clip) - train_truth)
+                                           ** 2)))
+        sampled = sweep > config.burn_in
+        if sampled and (sweep - config.burn_in - 1) % thin == 0:
+            kept.append(sampler.sample())
+        val_loss = val_rmse = math.nan
+        if has_validation:
+            predicted = sampler.predict(validation)
+            if sampled:
+                running = predicted if running is None else running + predicted
+                averaged += 1
+                predicted = running / averaged
+            val_loss = float(np.mean((predicted - truth) ** 2))
+            val_rmse = float(np.sqrt(np.mean((np.clip(predicted, *clip) - truth) ** 2)))
+        metrics = EpochMetrics(sweep, train_loss, train_rmse, val_loss, val_rmse,
+                               time.perf_counter() - start, math.nan)
+        history.append(metrics)
+        improved = sampled and (not has_validation or val_rmse < best_rmse)
+        if improved:
+            best_sweep, best_rmse, best_kept, bad = sweep, val_rmse, list(kept), 0
+        elif sampled:
+            bad += 1
+        if on_sweep is not None:
+            on_sweep(metrics, best_sweep or sweep, improved)
+        if has_validation and config.patience and bad >= config.patience:
+            break
+    return history, best_sweep, best_kept
+
+
+def model_from_samples(
+    samples: list, global_mean: float, config: TrainConfig, n_movies: int,
+    clip: tuple[float, float],
+) -> BayesianMF:
+    """A :class:`BayesianMF` holding ``samples`` (from :meth:`GibbsSampler.sample`)."""
+    model = BayesianMF(n_movies, config.factors, len(samples),
+                       clip=clip if config.clip_predictions else None)
+    movies, means, precisions = (np.stack(part) for part in zip(*samples))
+    model.set_samples(movies, means, precisions, global_mean, config.noise_precision)
+    return model.eval()
+
+
+def train_bayesian(
+    config: TrainConfig, ds, splits, dataset_info: dict, out_dir: Path, resume: bool,
+    callback: Callback | None, start_time: float,
+):
+    """Run the chain, select the sweep on validation, optionally refit and add a ranking head;
+    write ``config.toml``, ``metrics.csv``, ``learning_curve.png``, ``best.pt``, ``last.pt``
+    (and ``selected.pt`` with ``refit``). Returns a :class:`~aerec.train.run.TrainResult`."""
+    from aerec.train.run import (
+        BEST_FILE,
+        CONFIG_FILE,
+        CURVE_FILE,
+        LAST_FILE,
+        METRICS_FILE,
+        SELECTED_FILE,
+        TrainResult,
+    )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {name: out_dir / name for name in (CONFIG_FILE, METRICS_FILE, CURVE_FILE,
+                                               BEST_FILE, LAST_FILE, SELECTED_FILE)}
+    scale = ds.scale
+    clip = (scale.minimum, scale.maximum)
+    has_validation = splits.validation.nnz > 0
+    truth = splits.validation.data.astype(np.float64)
+    stats = TrainingStats.from_matrix(splits.train)
+    baseline_val_rmse = (
+        float(np.sqrt(np.mean((truth - stats.global_mean) ** 2))) if has_validation else math.nan
+    )
+
+    if resume and paths[LAST_FILE].is_file():  # a finished run: report it as it stands
+        saved = read_payload(paths[LAST_FILE])
+        history = [EpochMetrics.from_dict(h) for h in saved["best"]["sweeps"]]
+        best_sweep = int(saved["epoch"])
+        notes = {k: v for k, v in saved["best"].items() if k in ("refit", "ranking")}
+    else:
+        config.save_toml(paths[CONFIG_FILE])
+        if callback is not None:
+            callback(RunStarted(
+                out_dir, config, 1, config.epochs, 1, int(np.count_nonzero(
+                    np.diff(splits.train.indptr))), int(splits.train.nnz),
+                int(splits.validation.nnz),
+            ))
+
+        def on_sweep(metrics, best, improved):
+            if callback is not None:
+                callback(EpochFinished(metrics, best, improved))
+
+        history, best_sweep, samples = run_chain(
+            config, splits.train, splits.validation, config.epochs, clip, on_sweep
+        )
+        selected = model_from_samples(
+            samples, float(splits.train.data.mean()), config, ds.n_movies, clip
+        )
+        known = union_rows(splits.train, splits.validation)
+        notes: dict = {}
+        ranking = None
+        if config.ranking == "ease" and has_validation:
+            lam, alpha, notes["ranking"] = choose_ranking(
+                config, selected, splits.train, splits.validation, scale.relevance_threshold()
+            )
+            ranking = (lam, alpha)
+        best_i = best_sweep - 1
+        best = {**history[best_i].to_dict(), "bad_epochs": len(history) - best_sweep,
+                "sweeps": [m.to_dict() for m in history], **notes}
+
+        def payload(kind: str, model, stats_of, extra: dict | None = None) -> dict:
+            return build_payload(
+                kind=kind, model=model, config=config, epoch=best_sweep,
+                history=[m.to_dict() for m in history[:best_sweep]],
+                best={**best, **(extra or {})}, dataset_info=dataset_info,
+                user_ids=ds.user_ids, movie_ids=ds.movie_ids, titles=ds.titles, years=ds.years,
+                scale=scale, stats=stats_of, split=splits.params,
+            )
+
+        final, final_stats = selected, stats
+        if config.refit and has_validation:
+            save_checkpoint(payload("selected", selected, stats), paths[SELECTED_FILE])
+            _, _, samples = run_chain(config, known, None, best_sweep, clip)
+            final = model_from_samples(
+                samples, float(known.data.mean()), config, ds.n_movies, clip
+            )
+            final_stats = TrainingStats.from_matrix(known)
+            notes["refit"] = {"epochs": best_sweep, "train_ratings": int(known.nnz)}
+        if ranking is not None:
+            final = with_ranking(final, known, *ranking)
+        final_payload = payload("best", final, final_stats, {**notes, "finished": True})
+        save_checkpoint(final_payload, paths[BEST_FILE])
+        save_checkpoint({**final_payload, "kind": "last"}, paths[LAST_FILE])
+        write_metrics_csv(paths[METRICS_FILE], history)
+        plot_learning_curve(paths[CURVE_FILE], history, title=out_dir.name)
+
+    best_i = best_sweep - 1
+    result = TrainResult(
+        run_dir=out_dir, config=config, best_epoch=best_sweep, epochs_completed=len(history),
+        best_train_loss=_min([m.train_loss for m in history]),
+        best_train_rmse=_min([m.train_rmse for m in history]),
+        best_val_loss=history[best_i].val_loss, best_val_rmse=history[best_i].val_rmse,
+        baseline_val_rmse=baseline_val_rmse, seconds=time.perf_counter() - start_time,
+        stopped_early=len(history) < config.epochs, warnings=[], history=history,
+        batches_per_epoch=1, config_path=paths[CONFIG_FILE],
+        metrics_path=paths[METRICS_FILE], curve_path=paths[CURVE_FILE],
+        best_checkpoint=paths[BEST_FILE], last_checkpoint=paths[LAST_FILE],
+        selected_checkpoint=(
+            paths[SELECTED_FILE] if paths[SELECTED_FILE].is_file() else paths[BEST_FILE]
+        ),
+        notes=notes,
+    )
+    if callback is not None:
+        callback(RunFinished(result))
+    return result
+
+
+def _min(values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    return min(finite) if finite else math.nan
