@@ -85,6 +85,15 @@ SPACES: dict[str, SearchSpace] = {
         },
         "DeepRecommender: learning rate, code dropout, re-feeding, widths",
     ),
+    "bayesian": SearchSpace(
+        "bayesian-mf",
+        {
+            "factors": (16, 32, 64),
+            "noise_precision": (1.5, 2.0, 2.5, 3.0),
+            "epochs": (300, 500),
+        },
+        "Bayesian factorisation: width, noise precision, sweeps",
+    ),
 }
 
 

@@ -24,7 +24,7 @@ def _tune(
         int | None, typer.Option("--trials", min=1, help="At most this many trials.")
     ] = None,
     space: Annotated[
-        str, typer.Option("--space", help="Search space: item, user or deep.")
+        str, typer.Option("--space", help="Search space: item, user, deep or bayesian.")
     ] = "item",
     seed: Annotated[int, typer.Option(help="Seed of the random draws.")] = 0,
     threads: Annotated[
