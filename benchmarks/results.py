@@ -310,15 +310,26 @@ NARRATIVE = """
   500 sigmoid units, identity output, L2 λ = 100 on the summed error (`l2`, i.e. weight decay
   λ/N), full-batch Adam, a 250-step budget with early stopping on validation.
   `--preset item`.
-* **AE best** — `--preset best`: the equal-weight average of four networks — `item`,
-  `item-denoising` (500 units, half of each movie's input ratings hidden per step),
-  `item-denoising-300` (300 units) and `user-centred` (a user-based AutoRec modelling the
-  residual of μ + user + movie biases) — each early-stopped on validation and then refitted on
-  training + validation ratings for its selected number of epochs, with an EASE ranking head
-  for top-N lists (`rank = x_u·B + α·r̂`, λ and α chosen by validation NDCG@10). Predicted
-  ratings are the average's; only the top-N order uses the head. The members' settings came from
-  `aerec tune DATA --out DIR --budget-minutes 20 --space item` on the u1 training data
-  (validation RMSE 0.8837–0.8844 for the denoising variants against 0.8879 for `item`).
+* **Bayesian MF** — `--preset bayesian-mf`: Bayesian matrix factorisation (BPMF, Salakhutdinov
+  & Mnih 2008), d = 32, noise precision α = 2, Normal–Wishart hyperpriors, 500 Gibbs sweeps
+  (50 burn-in, early stopping on the validation RMSE of the running posterior mean), 64 thinned
+  posterior samples kept. Not an autoencoder, but it is scored like one: a user's vector is the
+  exact posterior mean given their ratings under each kept sample (the "encoder"), and the
+  prediction averages the samples, so new and known users are scored alike
+  (`src/aerec/model/bayesian_mf.py`).
+* **best** — `--preset best`: five members — `item`, `item-denoising` (500 units, half of
+  each movie's input ratings hidden per step), `item-denoising-300` (300 units), `user-centred`
+  (a user-based AutoRec modelling the residual of μ + user + movie biases) and `bayesian-mf` —
+  each early-stopped on validation and then refitted on training + validation ratings for its
+  selected number of epochs (sweeps), averaged with weights fitted by non-negative least squares
+  on the validation ratings (`ensemble_weights = "fitted"`; the `val_rmse` in its note is
+  *cross-fitted*: weights fitted on one half of the validation ratings score the other half),
+  with an EASE ranking head for top-N lists (`rank = x_u·B + α·r̂`, λ and α chosen by validation
+  NDCG@10). Predicted ratings are the weighted average's; only the top-N order uses the head. The
+  autoencoders' settings came from `aerec tune DATA --out DIR --budget-minutes 20 --space item`
+  on the u1 training data (validation RMSE 0.8837–0.8844 for the denoising variants against
+  0.8879 for `item`); the factorisation's from `--space bayesian` and the ensemble's validation
+  RMSE (below).
 
 Item-based models score a user the model was trained on by the output row training fitted for
 that user (`predict_known`, what `aerec evaluate` uses); a new user is *folded in*: their
@@ -352,6 +363,17 @@ the training objective puts on one row (scale chosen on validation) —
 | `best` + I-AutoRec centred by biases, or ELU units | 0.8789 (weight 0) | — |
 | `best` + EASE on bias residuals (a linear autoencoder: 0.922 alone) | 0.8785 (weight 0) | — |
 | `best` + one of 6 `item-denoising` variants (dropout, noise, L2, lr, width) | 0.8784–0.8792 | — |
+| four autoencoders + Bayesian MF (d = 32, α = 2), NNLS weights (cross-fitted) — the new `best` | 0.8760 | 0.8870 |
+| … Bayesian MF with d = 64 (2–3× its training time) | −0.0002 to −0.0004 | — |
+| … Bayesian MF with α = 1.5 (better alone: 0.8916 against 0.8954) | +0.0006 (worse) | — |
+| … + multinomial AutoRec (one-hot ratings in, softmax over stars out, expected rating; 0.903 alone) | −0.0006 | — |
+| … + Sparse FC / GLocal-K local-kernel network (2 × 500 units, weights × RBF-like kernel of learned 5-d embeddings; 0.8885 alone with L-BFGS, 0.8861 with Adam) | −0.0004 to −0.0008 | — |
+| … + item-item k-NN on baseline residuals (Pearson, shrunk, k = 40; 0.916 alone) | weight ≈ 0 | — |
+| … with the blend recalibrated (linear or isotonic, 2-fold) | no gain | — |
+| I-AutoRec (denoising) with an exponential moving average of the weights | 0.890 (worse than 0.884) | — |
+
+Rows starting with "…" give the change of the ensemble's cross-fitted validation RMSE against
+the same blend with the `best` members, in development scripts (/tmp-level prototypes).
 
 Centring hurts the item-based model: with raw ratings a movie's input also says *who* rated it
 (missing entries are 0, present ones ≈ 3.5), which centring removes. Bias centring is what makes

@@ -150,7 +150,8 @@ class TrainConfig:
     members: tuple[str, ...] = ()
     #: Ensemble: "equal" averages the members; "fitted" weighs them by non-negative least
     #: squares of the validation ratings on the members' validation predictions (models
-    #: trained on the training split only), the weights then applied to the refitted members.
+    #: trained on the training split only; weights not normalised, so their sum can stretch
+    #: the blend), the weights then applied to the refitted members.
     ensemble_weights: str = "equal"
     #: Stop when validation RMSE has not improved for this many epochs; 0 = never stop early.
     patience: int = 0

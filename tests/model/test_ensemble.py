@@ -33,3 +33,20 @@ def test_average_of_members_and_round_trip():
     torch.testing.assert_close(rebuilt.predict_dense(*args), expected)
     with pytest.raises(ValueError, match="movies"):
         Ensemble([user, AutoEncoder(8, (4,))])
+
+
+def test_weights_used_as_given_when_not_normalised():
+    user = AutoEncoder(9, (4,), "sigmoid", "identity", 0.0, generator=torch.Generator().manual_seed(0))
+    other = AutoEncoder(9, (3,), "sigmoid", "identity", 0.0,
+                        generator=torch.Generator().manual_seed(2))
+    ensemble = Ensemble([user, other], weights=[0.6, 0.5], normalise=False)
+    args = (np.array([0, 2]), np.array([1, 4]), np.array([5.0, 2.0], np.float32))
+    expected = 0.6 * user.predict_dense(*args) + 0.5 * other.predict_dense(*args)
+    torch.testing.assert_close(ensemble.predict_dense(*args), expected)
+    rebuilt = model_from_architecture(ensemble.architecture())
+    rebuilt.load_state_dict(ensemble.state_dict())
+    assert rebuilt.normalise is False
+    torch.testing.assert_close(rebuilt.predict_dense(*args), expected)
+    # dicts written before the option existed rebuild a normalised average
+    old = {k: v for k, v in ensemble.architecture().items() if k != "normalise"}
+    assert model_from_architecture(old).normalise is True

@@ -48,3 +48,10 @@ def small_config() -> TrainConfig:
         layers=(32, 16, 4), dropout=0.0, lr=3e-3, batch_size=32, epochs=4, threads=1,
         activation="selu", output_activation="identity", seed=3,
     )
+
+
+#: A small user-based member for ensemble tests (centred by biases, learns in a few epochs).
+USER_MEMBER = TrainConfig(
+    layers=(16,), activation="sigmoid", output_activation="identity", dropout=0.0,
+    centring="biases", lr=0.01, l2=5.0, batch_size=64, epochs=15, threads=1,
+)

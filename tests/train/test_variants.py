@@ -25,7 +25,7 @@ from aerec.train import Trainer, build_model, load_checkpoint, train
 from aerec.train.checkpoint import read_payload
 from aerec.train.trainer import oriented, total_epochs
 
-from .conftest import N_MOVIES, N_USERS
+from .conftest import N_MOVIES, N_USERS, USER_MEMBER
 
 ITEM = TrainConfig(
     orientation="item", layers=(32,), activation="sigmoid", output_activation="identity",
@@ -69,9 +69,7 @@ def test_ensemble_of_two_members_and_resume_skips_finished_members(lowrank_dir, 
     item = tmp_path / "item.toml"
     ITEM.replace(epochs=15).save_toml(item)
     user = tmp_path / "user.toml"
-    TrainConfig(layers=(16,), activation="sigmoid", output_activation="identity", dropout=0.0,
-                centring="biases", lr=0.01, l2=5.0, batch_size=64, epochs=15,
-                threads=1).save_toml(user)
+    USER_MEMBER.save_toml(user)
     config = TrainConfig(members=(str(item), str(user)), threads=1)
     result = train(lowrank_dir, tmp_path / "ens", config)
     ensemble = load_checkpoint(result.best_checkpoint).model

@@ -17,13 +17,18 @@ from torch import nn
 class Ensemble(nn.Module):
     """Weighted average of ``members`` (models with the ``predict_dense`` API, same movies).
 
-    ``weights`` (default equal) are normalised to sum to 1. State dict keys are
-    ``members.{i}.…`` (each member's own) and ``weights``.
+    ``weights`` (default equal) are normalised to sum to 1 unless ``normalise`` is False — then
+    they are used as given, e.g. least-squares weights whose sum, a little above or below 1,
+    also stretches or shrinks the blend. State dict keys are ``members.{i}.…`` (each member's
+    own) and ``weights``.
     """
 
     orientation = "ensemble"
 
-    def __init__(self, members: Sequence[nn.Module], weights: Sequence[float] | None = None):
+    def __init__(
+        self, members: Sequence[nn.Module], weights: Sequence[float] | None = None, *,
+        normalise: bool = True,
+    ):
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
@@ -37,7 +42,8 @@ class Ensemble(nn.Module):
         )
         if w.shape != (len(members),) or not bool((w >= 0).all()) or float(w.sum()) <= 0:
             raise ValueError(f"ensemble weights must be {len(members)} non-negative numbers")
-        self.register_buffer("weights", w / w.sum())
+        self.normalise = bool(normalise)
+        self.register_buffer("weights", w / w.sum() if self.normalise else w)
         clips = [getattr(m, "clip", None) for m in members]
         #: The members' common clipping range (``None`` unless all clip alike).
         self.clip = clips[0] if all(c == clips[0] for c in clips) else None
@@ -51,12 +57,14 @@ class Ensemble(nn.Module):
         return self.members[0].dtype
 
     def architecture(self) -> dict:
-        """``{"kind": "ensemble", "n_movies", "members": [architecture, ...], "weights"}``."""
+        """``{"kind": "ensemble", "n_movies", "members": [architecture, ...], "weights",
+        "normalise"}``."""
         return {
             "kind": "ensemble",
             "n_movies": self.n_movies,
             "members": [m.architecture() for m in self.members],
             "weights": [float(x) for x in self.weights],
+            "normalise": self.normalise,
         }
 
     def _combine(self, outputs: list[torch.Tensor]) -> torch.Tensor:

@@ -27,7 +27,7 @@ def model_from_architecture(arch: dict, **kwargs: object) -> nn.Module:
         return RankedModel(base, torch.zeros(n, n), 0.0)
     if arch.get("kind") == "ensemble":
         members = [model_from_architecture(m, **kwargs) for m in arch["members"]]
-        return Ensemble(members, arch.get("weights"))
+        return Ensemble(members, arch.get("weights"), normalise=bool(arch.get("normalise", True)))
     if arch.get("kind") == "bayesian-mf":
         clip = arch.get("clip")
         return BayesianMF(

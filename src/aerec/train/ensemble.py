@@ -5,7 +5,8 @@ trains every member into ``RUN/members/<n>-<name>/`` — a normal run directory,
 early stopping on the validation split — using this configuration's split and execution
 settings (and its ``refit``). The ensemble is the average of the members' ``best.pt`` models
 (:class:`~aerec.model.ensemble.Ensemble`) — equally weighted, or (``ensemble_weights =
-"fitted"``) weighted by non-negative least squares on the validation ratings, in which case the
+"fitted"``) weighted by non-negative least squares on the validation ratings (weights not
+normalised, so their sum may also stretch the blend), in which case the
 reported validation RMSE is cross-fitted (weights fitted on one half of the validation ratings
 score the other, and vice versa), so it stays an honest estimate. Its validation RMSE is measured
 with the members' *selected* models (trained on the training split only) through the
@@ -101,6 +102,7 @@ def train_ensemble(
     has_validation = splits.validation.nnz > 0
     member_val, val_rmse = [math.nan] * len(selected), math.nan
     weights = np.full(len(selected), 1.0 / len(selected))
+    fitted = config.ensemble_weights == "fitted" and has_validation
     notes: dict = {"members": [str(r.run_dir) for r in results]}
     if has_validation:
         truth = splits.validation.data.astype(np.float64)
@@ -109,7 +111,7 @@ def train_ensemble(
             for m in selected
         ], axis=1)
         member_val = [_rmse(p, truth, clip) for p in predictions.T]
-        if config.ensemble_weights == "fitted":
+        if fitted:
             weights, val_rmse, in_sample = fit_weights(
                 predictions, truth, clip, seed=config.split_seed
             )
@@ -117,9 +119,10 @@ def train_ensemble(
                                 "validation_rmse_in_sample": round(in_sample, 6)}
         else:
             val_rmse = _rmse(predictions @ weights, truth, clip)
-    selected_ensemble = Ensemble(selected, weights)
+    selected_ensemble = Ensemble(selected, weights, normalise=not fitted)
     final = Ensemble(
-        [_rating_model(load_checkpoint(r.best_checkpoint).model) for r in results], weights
+        [_rating_model(load_checkpoint(r.best_checkpoint).model) for r in results], weights,
+        normalise=not fitted,
     )
     refitted = config.refit and has_validation
     known = union_rows(splits.train, splits.validation)
@@ -163,15 +166,16 @@ def train_ensemble(
 def fit_weights(
     predictions: np.ndarray, truth: np.ndarray, clip: tuple[float, float], seed: int = 0
 ) -> tuple[np.ndarray, float, float]:
-    """Non-negative member weights (summing to 1) that best fit ``truth`` from the members'
-    ``predictions`` ``(ratings, members)`` by least squares. Returns ``(weights,
+    """Non-negative member weights that best fit ``truth`` from the members' ``predictions``
+    ``(ratings, members)`` by least squares, not normalised: a sum a little above 1 also
+    stretches the blend, which averaging shrinks towards the middle. Returns ``(weights,
     cross-fitted RMSE, in-sample RMSE)``: the cross-fitted figure scores each half of the
     ratings (a seeded random halving) with weights fitted on the other half."""
     n, k = predictions.shape
 
     def fit(rows: np.ndarray) -> np.ndarray:
         w, _ = nnls(predictions[rows], truth[rows])
-        return w / w.sum() if w.sum() > 0 else np.full(k, 1.0 / k)
+        return w if w.sum() > 0 else np.full(k, 1.0 / k)
 
     weights = fit(np.arange(n))
     order = np.random.default_rng(seed).permutation(n)
