@@ -120,6 +120,18 @@ class BayesianMF(nn.Module):
                   zeros)
         return torch.from_numpy(out).to(self.device)
 
+    def _stacked_factors(self) -> torch.Tensor:
+        """Each movie's vectors of every sample side by side, ``(n_movies, samples × d)``
+        float64, so that one product sums the samples' predictions; built once per change of
+        ``movie_factors`` (its version counter moves with every in-place write)."""
+        key = (self.movie_factors.data_ptr(), self.movie_factors._version)
+        cached = getattr(self, "_stacked_cache", None)
+        if cached is None or cached[0] != key:
+            stacked = self.movie_factors.permute(1, 0, 2).reshape(self.n_movies, -1)
+            cached = (key, stacked.contiguous())
+            self._stacked_cache = cached
+        return cached[1]
+
     # ------------------------------------------------------------------ prediction API
     def _clip(self, predictions: torch.Tensor) -> torch.Tensor:
         return predictions if self.clip is None else predictions.clamp(*self.clip)
@@ -132,10 +144,9 @@ class BayesianMF(nn.Module):
         ratings (CSR arrays over movies). The code is the user's vector under the last kept
         sample; predictions average all samples (clamped when the model has ``clip``)."""
         users = self.user_vectors(self._inputs(indptr, indices, values))
-        total = torch.zeros(users.shape[1], self.n_movies, dtype=torch.float64,
-                            device=self.device)
-        for s in range(self.samples):
-            total.addmm_(users[s], self.movie_factors[s].t())
+        batch = users.shape[1]
+        # Σ_s u_s · v_s as one product: (batch, samples × d) @ (samples × d, n_movies)
+        total = users.permute(1, 0, 2).reshape(batch, -1) @ self._stacked_factors().t()
         predictions = total / self.samples + self.global_mean
         return users[-1].to(self.dtype), self._clip(predictions).to(self.dtype)
 
@@ -169,11 +180,14 @@ class BayesianMF(nn.Module):
             raise IndexError(f"row index out of range for a batch of {inputs.batch_size} rows")
         if cols_t.numel() and (int(cols_t.min()) < 0 or int(cols_t.max()) >= self.n_movies):
             raise IndexError(f"column index out of range for {self.n_movies} movies")
-        users = self.user_vectors(inputs)
-        total = torch.zeros(rows_t.shape[0], dtype=torch.float64, device=self.device)
-        for s in range(self.samples):
-            total += (users[s].index_select(0, rows_t)
-                      * self.movie_factors[s].index_select(0, cols_t)).sum(1)
+        users = self.user_vectors(inputs).permute(1, 0, 2).reshape(inputs.batch_size, -1)
+        stacked = self._stacked_factors()
+        total = torch.empty(rows_t.shape[0], dtype=torch.float64, device=self.device)
+        step = 1 << 14  # positions at a time: a (step, samples × d) block
+        for start in range(0, rows_t.shape[0], step):
+            part = slice(start, start + step)
+            total[part] = (users.index_select(0, rows_t[part])
+                           * stacked.index_select(0, cols_t[part])).sum(1)
         return self._clip(total / self.samples + self.global_mean).to(self.dtype)
 
     def prepare_inference(self, rows: object, **_: object) -> None:

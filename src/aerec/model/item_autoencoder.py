@@ -149,6 +149,21 @@ class ItemAutoEncoder(AutoEncoder):
         counts.index_add_(0, inputs.rows, torch.ones_like(resid))
         return sums / (counts + self.bias_regularisation).clamp_min(1e-12)
 
+    def _codes64(self) -> torch.Tensor:
+        """The movie codes in float64 with a column of ones, ``(n_movies, widths[-1] + 1)`` —
+        what fold-in regresses on — built once per change of ``movie_codes`` (its version
+        counter moves with every in-place write, including ``load_state_dict``)."""
+        key = (self.movie_codes.data_ptr(), self.movie_codes._version)
+        cached = getattr(self, "_codes64_cache", None)
+        if cached is None or cached[0] != key:
+            codes = torch.cat([
+                self.movie_codes.detach().double(),
+                torch.ones(self.n_movies, 1, dtype=torch.float64, device=self.device),
+            ], dim=1)
+            cached = (key, codes)
+            self._codes64_cache = cached
+        return cached[1]
+
     @torch.no_grad()
     def fold_in(self, inputs: SparseRows) -> tuple[torch.Tensor, torch.Tensor]:
         """``(w (batch, widths[-1] + 1) float64, b_u (batch,))`` for users given as ratings.
@@ -156,10 +171,7 @@ class ItemAutoEncoder(AutoEncoder):
         ``inputs`` ``(batch, n_movies)``: each user's (movie, rating) list. ``w`` is the user's
         output row and bias (see the module docstring); users without ratings get zeros.
         """
-        codes = torch.cat(
-            [self.movie_codes.double(), torch.ones(self.n_movies, 1, dtype=torch.float64,
-                                                   device=self.device)], dim=1,
-        )
+        codes = self._codes64()
         width = codes.shape[1]
         user_offsets = self._user_offsets(inputs)
         targets = (
@@ -207,7 +219,7 @@ class ItemAutoEncoder(AutoEncoder):
 
     def _scores(self, w: torch.Tensor, user_offsets: torch.Tensor) -> torch.Tensor:
         """Predicted ratings of every movie, ``(batch, n_movies)``."""
-        z = torch.addmm(w[:, -1:], w[:, :-1], self.movie_codes.double().t())
+        z = torch.addmm(w[:, -1:], w[:, :-1], self._codes64()[:, :-1].t())
         out = ACTIVATIONS[self.output_activation](z).to(self.dtype)
         return out + self.movie_offsets + user_offsets[:, None]
 
@@ -272,7 +284,7 @@ class ItemAutoEncoder(AutoEncoder):
             raise IndexError(f"column index out of range for {self.n_movies} movies")
         w, user_offsets = self.fold_in(inputs)
         w_rows = w.index_select(0, rows_t)
-        z = (w_rows[:, :-1] * self.movie_codes.double().index_select(0, cols_t)).sum(1)
+        z = (w_rows[:, :-1] * self._codes64().index_select(0, cols_t)[:, :-1]).sum(1)
         z = z + w_rows[:, -1]
         out = ACTIVATIONS[self.output_activation](z).to(self.dtype)
         out = out + self.movie_offsets.index_select(0, cols_t) + user_offsets[rows_t]

@@ -120,7 +120,7 @@ def gaussian_rows_kernel(parallel: bool = True):
     it at once (prediction in a server's thread pool)."""
     import numba
 
-    @numba.njit(parallel=parallel, cache=True, nogil=True)
+    @numba.njit(parallel=parallel, fastmath=True, cache=True, nogil=True)
     def draw(  # pragma: no cover - compiled
         out, indptr, indices, values, other, precision, shift, alpha, noise
     ):
