@@ -94,3 +94,17 @@ def test_set_samples_checks_shapes():
     with pytest.raises(ValueError, match="movie_factors"):
         model.set_samples(np.zeros((S, N_MOVIES, D + 1)), np.zeros((S, D)),
                           np.zeros((S, D, D)), 3.0, 1.0)
+
+
+def test_new_samples_are_used_at_once():
+    """Predictions cache the samples' stacked factors; new samples must replace them."""
+    model = _model()
+    indptr, indices, values = _users()
+    before = model.predict_dense(indptr, indices, values)
+    model.set_samples(model.movie_factors.numpy() * 2, model.user_mean.numpy(),
+                      model.user_precision.numpy(), 3.5, 1.7)
+    after = model.predict_dense(indptr, indices, values)
+    assert not torch.allclose(before, after)
+    fresh = BayesianMF(N_MOVIES, D, S)
+    fresh.load_state_dict(model.state_dict())
+    torch.testing.assert_close(fresh.predict_dense(indptr, indices, values), after)

@@ -158,3 +158,21 @@ def test_known_users_are_scored_by_their_trained_rows_others_by_fold_in():
     torch.testing.assert_close(mixed[0], full[3])
     one = ratings[5]
     torch.testing.assert_close(mixed[1], model.predict_dense(one.indptr, one.indices, one.data)[0])
+
+
+def test_new_movie_codes_are_used_at_once():
+    """Fold-in caches its float64 codes; new codes (prepare_inference, load_state_dict) must
+    replace them, never be shadowed by the cache."""
+    model, ratings = _random_model()
+    cols, stars = np.array([1, 4, 9]), np.array([5.0, 2.0, 4.0])
+    before = model.predict_dense(np.array([0, 3]), cols, stars)
+    fewer = ratings.copy()
+    fewer.data[::2] = 1.0  # other ratings: other codes
+    model.prepare_inference(oriented(fewer, "item"))
+    after = model.predict_dense(np.array([0, 3]), cols, stars)
+    assert not torch.allclose(before, after)
+    fresh, _ = _random_model()
+    fresh.prepare_inference(oriented(fewer, "item"))
+    torch.testing.assert_close(after, fresh.predict_dense(np.array([0, 3]), cols, stars))
+    model.load_state_dict(_random_model()[0].state_dict())
+    torch.testing.assert_close(model.predict_dense(np.array([0, 3]), cols, stars), before)
