@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from aerec.model.kernels import as_numpy, gaussian_rows_kernel
+from aerec.model.leave_one_out import as_index, downdated
 from aerec.model.sparse_rows import SparseRows
 
 
@@ -189,6 +190,31 @@ class BayesianMF(nn.Module):
             total[part] = (users.index_select(0, rows_t[part])
                            * stacked.index_select(0, cols_t[part])).sum(1)
         return self._clip(total / self.samples + self.global_mean).to(self.dtype)
+
+    @torch.no_grad()
+    def leave_one_out_at(
+        self, columns: np.ndarray, ratings: np.ndarray, tested: np.ndarray, targets: np.ndarray
+    ) -> torch.Tensor:
+        """Predictions at ``targets`` for one user with every rating (row 0) and without each
+        ``tested`` rating (rows 1 …), ``(m + 1, k)``: per sample, the encoder's solve and an
+        exact rank-one downdate of it per left-out rating (:mod:`aerec.model.leave_one_out`)."""
+        cols = as_index(columns, self.device)
+        wanted = as_index(targets, self.device)
+        scale = float(self.noise_precision) ** 0.5
+        residual = torch.as_tensor(np.asarray(ratings, dtype=np.float64), device=self.device)
+        response = (scale * (residual - self.global_mean)).expand(self.samples, -1)
+        a = scale * self.movie_factors[:, cols]  # (samples, n, d)
+        precision = self.user_precision + a.transpose(1, 2) @ a
+        rhs = (self.user_precision @ self.user_mean[..., None])[..., 0]
+        rhs = rhs + (a.transpose(1, 2) @ response[..., None])[..., 0]
+        factor = torch.linalg.cholesky(precision)
+        w = torch.cholesky_solve(rhs[..., None], factor)[..., 0]
+        out = downdated(
+            a, response, factor, w,
+            as_index(tested, self.device),
+            self.movie_factors[:, wanted],
+        ).mean(0)
+        return self._clip(out + self.global_mean).to(self.dtype)
 
     def prepare_inference(self, rows: object, **_: object) -> None:
         """Nothing to store: a user's ratings are the encoder's input."""

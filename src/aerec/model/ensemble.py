@@ -13,6 +13,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from aerec.model.leave_one_out import leave_one_out_at
+
 
 class Ensemble(nn.Module):
     """Weighted average of ``members`` (models with the ``predict_dense`` API, same movies).
@@ -97,6 +99,16 @@ class Ensemble(nn.Module):
         return self._combine(
             [m.predict_at(indptr, indices, values, rows, cols) for m in self.members]
         )
+
+    @torch.no_grad()
+    def leave_one_out_at(
+        self, columns: object, ratings: object, tested: object, targets: object
+    ) -> torch.Tensor:
+        """Weighted average of the members' leave-one-out predictions, ``(m + 1, k)`` (see
+        :mod:`aerec.model.leave_one_out`)."""
+        return self._combine([
+            leave_one_out_at(m, columns, ratings, tested, targets) for m in self.members
+        ])
 
     @torch.no_grad()
     def code_and_predict(

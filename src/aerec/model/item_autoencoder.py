@@ -52,6 +52,7 @@ from aerec.model.autoencoder import (
     _eval_mode,
     iter_row_batches,
 )
+from aerec.model.leave_one_out import as_index, by_rows, downdated
 from aerec.model.sparse_rows import SparseRows
 
 #: Elements of the padded ``(users, ratings, code)`` block one fold-in chunk may hold.
@@ -289,6 +290,36 @@ class ItemAutoEncoder(AutoEncoder):
         out = ACTIVATIONS[self.output_activation](z).to(self.dtype)
         out = out + self.movie_offsets.index_select(0, cols_t) + user_offsets[rows_t]
         return self._clip(out)
+
+
+    @torch.no_grad()
+    def leave_one_out_at(
+        self, columns: np.ndarray, ratings: np.ndarray, tested: np.ndarray, targets: np.ndarray
+    ) -> torch.Tensor:
+        """Predictions at ``targets`` for one user with every rating (row 0) and without each
+        ``tested`` rating (rows 1 …), ``(m + 1, k)`` — see :mod:`aerec.model.leave_one_out`.
+        With an identity output and no bias centring the fold-in is one ridge regression, so
+        leaving a rating out is an exact rank-one downdate of it; otherwise each row is folded
+        in anew."""
+        if self.output_activation != "identity" or self.centring == "biases" or not len(columns):
+            return by_rows(self, columns, ratings, tested, targets)
+        codes = self._codes64()
+        cols = as_index(columns, self.device)
+        wanted = as_index(targets, self.device)
+        offsets = self.movie_offsets.double()
+        a = codes.index_select(0, cols)
+        y = torch.as_tensor(np.asarray(ratings, dtype=np.float64), device=self.device)
+        y = y - offsets.index_select(0, cols)
+        gram = a.t() @ a
+        gram.diagonal().add_(float(self.fold_in_l2))
+        factor = torch.linalg.cholesky(gram)
+        w = torch.cholesky_solve((a.t() @ y)[:, None], factor)[:, 0]
+        out = downdated(
+            a[None], y[None], factor[None], w[None],
+            as_index(tested, self.device),
+            codes.index_select(0, wanted)[None],
+        )[0]
+        return self._clip((out + offsets.index_select(0, wanted)).to(self.dtype))
 
 
 def _ridge(a: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:

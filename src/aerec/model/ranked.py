@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aerec.model.leave_one_out import leave_one_out_at
 from aerec.model.sparse_ops import sparse_input_linear
 from aerec.model.sparse_rows import SparseRows
 
@@ -75,6 +76,12 @@ class RankedModel(nn.Module):
     ) -> torch.Tensor:
         """The base model's predicted ratings at ``(rows[j], cols[j])``, ``(k,)``."""
         return self.base.predict_at(indptr, indices, values, rows, cols)
+
+    def leave_one_out_at(
+        self, columns: object, ratings: object, tested: object, targets: object
+    ) -> torch.Tensor:
+        """The base model's leave-one-out predictions (:mod:`aerec.model.leave_one_out`)."""
+        return leave_one_out_at(self.base, columns, ratings, tested, targets)
 
     def code_and_predict(
         self, indptr: object, indices: object, values: object

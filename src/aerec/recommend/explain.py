@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aerec.model.leave_one_out import leave_one_out_at
 from aerec.train.checkpoint import StoredRatings
 
 #: Users encoded per call while building the neighbour index (bounds memory).
@@ -71,8 +72,9 @@ def leave_one_out(
 
     Returns ``(tested (m,), contributions float32 (m, k))``: ``contributions[i, j]`` is the
     prediction of ``targets[j]`` with all ratings minus the one without ``tested[i]``, in
-    stars. One ``predict_at`` call over ``m + 1`` rows (row 0 has every rating, row ``1 + i``
-    all but ``tested[i]``) and ``(m + 1) × k`` positions.
+    stars, from :func:`aerec.model.leave_one_out.leave_one_out_at`: the model's exact rank-one
+    downdates where it has them, else one ``predict_at`` call over ``m + 1`` rows (row 0 has
+    every rating, row ``1 + i`` all but ``tested[i]``) and ``(m + 1) × k`` positions.
     """
     columns = np.asarray(columns, dtype=np.int64)
     ratings = np.asarray(ratings, dtype=np.float32)
@@ -84,14 +86,7 @@ def leave_one_out(
     m, k = len(tested), len(targets)
     if n == 0 or m == 0 or k == 0:
         return tested, np.zeros((m, k), np.float32)
-    keep = np.ones((m, n), dtype=bool)
-    keep[np.arange(m), tested] = False
-    row_cols = np.concatenate([columns, np.broadcast_to(columns, (m, n))[keep]])
-    row_vals = np.concatenate([ratings, np.broadcast_to(ratings, (m, n))[keep]])
-    indptr = np.concatenate([[0, n], n + (n - 1) * np.arange(1, m + 1)]).astype(np.int64)
-    rows = np.repeat(np.arange(m + 1, dtype=np.int64), k)
-    cols = np.tile(targets, m + 1)
-    out = model.predict_at(indptr, row_cols, row_vals, rows, cols)
+    out = leave_one_out_at(model, columns, ratings, tested, targets)
     out = out.detach().float().cpu().numpy().reshape(m + 1, k)
     return tested, (out[0][None, :] - out[1:]).astype(np.float32)
 
