@@ -50,7 +50,8 @@ class TrainConfig:
     #: matrix factorisation sampled by Gibbs sampling (``aerec.model.bayesian_mf``), which
     #: scores users from their ratings like an encoder; it uses ``factors``,
     #: ``noise_precision``, ``burn_in``, ``kept_samples``, ``epochs`` (= sweeps), ``patience``,
-    #: ``seed``, ``refit``, ``clip_predictions`` and ``ranking``, and no optimiser settings.
+    #: ``seed``, ``refit``, ``clip_predictions`` and ``ranking``, and no optimiser settings; it
+    #: trains on the CPU (NumPy and a compiled kernel) whatever ``device`` says.
     model: str = "autoencoder"
     #: bayesian-mf: width d of the user and movie vectors.
     factors: int = 32

@@ -50,7 +50,8 @@ def by_rows(
 
 
 def as_index(values: object, device: torch.device) -> torch.Tensor:
-    """An int64 tensor of indices from any array-like (always a copy: NumPy strides may be negative)."""
+    """An int64 tensor of indices from any array-like (always a copy: NumPy strides may be
+    negative)."""
     return torch.as_tensor(np.array(values, dtype=np.int64), device=device)
 
 
