@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from aerec.model.derived import derived
 from aerec.model.kernels import as_numpy, gaussian_rows_kernel
 from aerec.model.leave_one_out import as_index, downdated
 from aerec.model.sparse_rows import SparseRows
@@ -124,14 +125,10 @@ class BayesianMF(nn.Module):
     def _stacked_factors(self) -> torch.Tensor:
         """Each movie's vectors of every sample side by side, ``(n_movies, samples × d)``
         float64, so that one product sums the samples' predictions; built once per change of
-        ``movie_factors`` (its version counter moves with every in-place write)."""
-        key = (self.movie_factors.data_ptr(), self.movie_factors._version)
-        cached = getattr(self, "_stacked_cache", None)
-        if cached is None or cached[0] != key:
-            stacked = self.movie_factors.permute(1, 0, 2).reshape(self.n_movies, -1)
-            cached = (key, stacked.contiguous())
-            self._stacked_cache = cached
-        return cached[1]
+        ``movie_factors``."""
+        return derived(self, "_stacked_cache", self.movie_factors, lambda: (
+            self.movie_factors.permute(1, 0, 2).reshape(self.n_movies, -1).contiguous()
+        ))
 
     # ------------------------------------------------------------------ prediction API
     def _clip(self, predictions: torch.Tensor) -> torch.Tensor:

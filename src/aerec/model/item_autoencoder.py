@@ -52,6 +52,7 @@ from aerec.model.autoencoder import (
     _eval_mode,
     iter_row_batches,
 )
+from aerec.model.derived import derived
 from aerec.model.leave_one_out import as_index, by_rows, downdated
 from aerec.model.sparse_rows import SparseRows
 
@@ -152,18 +153,11 @@ class ItemAutoEncoder(AutoEncoder):
 
     def _codes64(self) -> torch.Tensor:
         """The movie codes in float64 with a column of ones, ``(n_movies, widths[-1] + 1)`` —
-        what fold-in regresses on — built once per change of ``movie_codes`` (its version
-        counter moves with every in-place write, including ``load_state_dict``)."""
-        key = (self.movie_codes.data_ptr(), self.movie_codes._version)
-        cached = getattr(self, "_codes64_cache", None)
-        if cached is None or cached[0] != key:
-            codes = torch.cat([
-                self.movie_codes.detach().double(),
-                torch.ones(self.n_movies, 1, dtype=torch.float64, device=self.device),
-            ], dim=1)
-            cached = (key, codes)
-            self._codes64_cache = cached
-        return cached[1]
+        what fold-in regresses on — built once per change of ``movie_codes``."""
+        return derived(self, "_codes64_cache", self.movie_codes, lambda: torch.cat([
+            self.movie_codes.detach().double(),
+            torch.ones(self.n_movies, 1, dtype=torch.float64, device=self.device),
+        ], dim=1))
 
     @torch.no_grad()
     def fold_in(self, inputs: SparseRows) -> tuple[torch.Tensor, torch.Tensor]:
@@ -290,7 +284,6 @@ class ItemAutoEncoder(AutoEncoder):
         out = ACTIVATIONS[self.output_activation](z).to(self.dtype)
         out = out + self.movie_offsets.index_select(0, cols_t) + user_offsets[rows_t]
         return self._clip(out)
-
 
     @torch.no_grad()
     def leave_one_out_at(

@@ -195,6 +195,7 @@ def train_bayesian(
         METRICS_FILE,
         SELECTED_FILE,
         TrainResult,
+        _min,
     )
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -233,7 +234,6 @@ def train_bayesian(
         selected = model_from_samples(
             samples, float(splits.train.data.mean()), config, ds.n_movies, clip
         )
-        known = union_rows(splits.train, splits.validation)
         notes: dict = {}
         ranking = None
         if config.ranking == "ease" and has_validation:
@@ -241,8 +241,11 @@ def train_bayesian(
                 config, selected, splits.train, splits.validation, scale.relevance_threshold()
             )
             ranking = (lam, alpha)
-        best_i = best_sweep - 1
-        best = {**history[best_i].to_dict(), "bad_epochs": len(history) - best_sweep,
+        refitting = config.refit and has_validation
+        # what the refit trains on and the ranking head reads: all non-test ratings
+        known = (union_rows(splits.train, splits.validation)
+                 if refitting or ranking is not None else None)
+        best = {**history[best_sweep - 1].to_dict(), "bad_epochs": len(history) - best_sweep,
                 "sweeps": [m.to_dict() for m in history], **notes}
 
         def payload(kind: str, model, stats_of, extra: dict | None = None) -> dict:
@@ -255,7 +258,7 @@ def train_bayesian(
             )
 
         final, final_stats = selected, stats
-        if config.refit and has_validation:
+        if refitting:
             save_checkpoint(payload("selected", selected, stats), paths[SELECTED_FILE])
             _, _, samples = run_chain(config, known, None, best_sweep, clip)
             final = model_from_samples(
@@ -290,8 +293,3 @@ def train_bayesian(
     if callback is not None:
         callback(RunFinished(result))
     return result
-
-
-def _min(values: list[float]) -> float:
-    finite = [v for v in values if math.isfinite(v)]
-    return min(finite) if finite else math.nan
