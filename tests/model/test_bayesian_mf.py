@@ -3,7 +3,7 @@ of a user's vector, its predictions average the kept samples, and it round-trips
 checkpoint's architecture.
 
 Guards against: an encoder that is not the posterior the sampler draws from (wrong precision,
-shift or mean offset); ``predict_at`` / ``predict_dense`` / ``predict_known`` disagreeing;
+shift, mean offset or movie noise scales); ``predict_at`` / ``predict_dense`` / ``predict_known`` disagreeing;
 predictions that ignore some samples; a model that cannot be rebuilt from its checkpoint."""
 
 from __future__ import annotations
@@ -47,6 +47,42 @@ def test_encoder_is_the_gaussian_posterior_mean():
             precision = lam + alpha * vr.T @ vr
             rhs = lam @ mu + alpha * vr.T @ (values[rows] - 3.5)
             np.testing.assert_allclose(got[s, u], np.linalg.solve(precision, rhs), rtol=1e-10)
+
+
+def test_encoder_weighs_each_movie_by_its_noise_scale():
+    """With robust noise a rating of movie m counts with precision α γ_m (the user's own scale
+    is unknown when scoring, so it is the prior's 1)."""
+    model = _model()
+    rng = np.random.default_rng(5)
+    scales = rng.gamma(2.0, 0.5, size=(S, N_MOVIES))
+    model.set_samples(model.movie_factors.numpy(), model.user_mean.numpy(),
+                      model.user_precision.numpy(), 3.5, 1.7, scales)
+    indptr, indices, values = _users()
+    got = model.user_vectors(model._inputs(indptr, indices, values)).numpy()
+    for s in range(S):
+        v = model.movie_factors[s].numpy()
+        lam, mu = model.user_precision[s].numpy(), model.user_mean[s].numpy()
+        for u in range(2):
+            rows = slice(indptr[u], indptr[u + 1])
+            vr, w = v[indices[rows]], 1.7 * scales[s, indices[rows]]
+            precision = lam + (vr * w[:, None]).T @ vr
+            rhs = lam @ mu + (vr * w[:, None]).T @ (values[rows] - 3.5)
+            np.testing.assert_allclose(got[s, u], np.linalg.solve(precision, rhs), rtol=1e-10)
+    # unequal scales change the scores; all-ones scales are the classic model
+    plain = _model()
+    assert not torch.allclose(model.predict_dense(indptr, indices, values),
+                              plain.predict_dense(indptr, indices, values))
+
+
+def test_checkpoints_without_noise_scales_still_load():
+    model = _model()
+    state = {k: v for k, v in model.state_dict().items() if k != "movie_noise"}
+    rebuilt = BayesianMF(N_MOVIES, D, S)
+    rebuilt.load_state_dict(state)
+    np.testing.assert_array_equal(rebuilt.movie_noise.numpy(), np.ones((S, N_MOVIES)))
+    indptr, indices, values = _users()
+    torch.testing.assert_close(rebuilt.predict_dense(indptr, indices, values),
+                               model.predict_dense(indptr, indices, values))
 
 
 def test_a_user_without_ratings_gets_the_prior_mean():
@@ -94,6 +130,9 @@ def test_set_samples_checks_shapes():
     with pytest.raises(ValueError, match="movie_factors"):
         model.set_samples(np.zeros((S, N_MOVIES, D + 1)), np.zeros((S, D)),
                           np.zeros((S, D, D)), 3.0, 1.0)
+    with pytest.raises(ValueError, match="movie_noise"):
+        model.set_samples(np.zeros((S, N_MOVIES, D)), np.zeros((S, D)),
+                          np.zeros((S, D, D)), 3.0, 1.0, np.ones((S, N_MOVIES + 1)))
 
 
 def test_new_samples_are_used_at_once():

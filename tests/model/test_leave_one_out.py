@@ -36,12 +36,13 @@ def _item(output="identity", centring="none", clip=None) -> ItemAutoEncoder:
     return model
 
 
-def _bayesian(clip=None) -> BayesianMF:
+def _bayesian(clip=None, scales=False) -> BayesianMF:
     rng = np.random.default_rng(3)
     model = BayesianMF(N_MOVIES, 3, 4, clip=clip)
     a = rng.normal(size=(4, 3, 3))
     model.set_samples(rng.normal(size=(4, N_MOVIES, 3)), rng.normal(size=(4, 3)),
-                      a @ a.transpose(0, 2, 1) + np.eye(3), 3.5, 2.0)
+                      a @ a.transpose(0, 2, 1) + np.eye(3), 3.5, 2.0,
+                      rng.gamma(2.0, 0.5, size=(4, N_MOVIES)) if scales else None)
     return model
 
 
@@ -54,7 +55,7 @@ def _user(n):
 @pytest.mark.parametrize("n", [1, 4, 12])  # fewer and more ratings than the code is wide
 @pytest.mark.parametrize("make", [
     lambda: _item(), lambda: _item(centring="mean"), lambda: _item(clip=(1.0, 5.0)),
-    lambda: _bayesian(), lambda: _bayesian(clip=(1.0, 5.0)),
+    lambda: _bayesian(), lambda: _bayesian(clip=(1.0, 5.0)), lambda: _bayesian(scales=True),
 ])
 def test_downdates_equal_folding_in_each_row(make, n):
     model = make()

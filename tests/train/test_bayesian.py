@@ -2,7 +2,8 @@
 ensembles whose weights are fitted on validation.
 
 Guards against: a compiled conditional that is not the Gaussian the sampler must draw from; a
-chain that depends on the thread count or is not reproducible from its seed; hyperparameter
+chain that depends on the thread count or is not reproducible from its seed; robust noise
+scales that do not single out noisy users or lose track of which rating they weigh; hyperparameter
 draws that are not positive definite; a run whose selected sweep, refit, files or resume differ
 from what the autoencoders' runs promise; ensemble weights that are not the validation
 least-squares fit, or a reported validation RMSE that is fitted in-sample."""
@@ -48,16 +49,18 @@ def test_conditional_kernel_mean_and_draw(parallel):
     a = rng.normal(size=(d, d))
     precision, shift = a @ a.T + np.eye(d), rng.normal(size=d)
     noise = rng.normal(size=(m.shape[0], d))
+    weights = rng.gamma(2.0, 0.5, size=m.nnz)  # each rating's noise-precision scale
     out_mean, out_draw = np.empty((m.shape[0], d)), np.empty((m.shape[0], d))
-    args = (m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data, other, precision,
-            shift, alpha)
+    args = (m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data, weights, other,
+            precision, shift, alpha)
     kernel = gaussian_rows_kernel(parallel)
     kernel(out_mean, *args, np.zeros_like(noise))
     kernel(out_draw, *args, noise)
     for r in range(m.shape[0]):
-        cols, x = m.indices[m.indptr[r]:m.indptr[r + 1]], m.data[m.indptr[r]:m.indptr[r + 1]]
-        p = precision + alpha * other[cols].T @ other[cols]
-        mean = np.linalg.solve(p, shift + alpha * other[cols].T @ x)
+        part = slice(m.indptr[r], m.indptr[r + 1])
+        cols, x, w = m.indices[part], m.data[part], alpha * weights[part]
+        p = precision + (other[cols] * w[:, None]).T @ other[cols]
+        mean = np.linalg.solve(p, shift + (other[cols] * w[:, None]).T @ x)
         np.testing.assert_allclose(out_mean[r], mean, rtol=1e-10, atol=1e-12)
         # mean + L^-T z has covariance P^-1
         lower = np.linalg.cholesky(p)
@@ -97,6 +100,51 @@ def test_chain_fits_and_does_not_depend_on_threads(lowrank_dir):
     other = GibbsSampler(splits.train, 3, 2.0, seed=6)
     other.sweep()
     assert not np.array_equal(other.users, states[0][0])
+
+
+def test_noise_scales_find_the_noisy_users_and_are_reproducible(lowrank_dir):
+    """Robust noise: users whose ratings carry extra noise get smaller precision scales, the
+    per-rating weights follow the ratings from the by-user to the by-movie order, and the chain
+    stays independent of the thread count."""
+    _, splits = _lowrank_train(lowrank_dir)
+    ratings = splits.train.copy().astype(np.float64)
+    rng = np.random.default_rng(0)
+    noisy = np.arange(ratings.shape[0]) % 2 == 0
+    rows = np.repeat(np.arange(ratings.shape[0]), np.diff(ratings.indptr))
+    ratings.data = ratings.data + np.where(noisy[rows], rng.normal(0, 1.5, ratings.nnz), 0)
+    states = []
+    for threads in (1, 2):
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        sampler = GibbsSampler(ratings, 3, 2.0, seed=5, noise_scales=2.0)
+        np.testing.assert_array_equal(sampler.by_user[2][sampler._movie_order],
+                                      sampler.by_movie[2])
+        gammas = []
+        for sweep in range(30):
+            sampler.sweep()
+            if sweep >= 10:
+                gammas.append(sampler.user_scale)
+        states.append((sampler.users.copy(), sampler.movie_scale.copy()))
+        mean_gamma = np.mean(gammas, axis=0)
+        has = np.diff(ratings.indptr) >= 5
+        assert mean_gamma[noisy & has].mean() < 0.5 * mean_gamma[~noisy & has].mean()
+        np.testing.assert_allclose(sampler._weights, sampler.user_scale[rows]
+                                   * sampler.movie_scale[sampler._movie_of])
+        assert sampler.sample()[3].shape == (ratings.shape[1],)
+    np.testing.assert_array_equal(states[0][0], states[1][0])
+    np.testing.assert_array_equal(states[0][1], states[1][1])
+    # off: every scale stays 1
+    plain = GibbsSampler(ratings, 3, 2.0, seed=5)
+    plain.sweep()
+    assert (plain.user_scale == 1).all() and (plain.movie_scale == 1).all()
+
+
+def test_robust_run_keeps_the_movie_scales(lowrank_dir, tmp_path):
+    result = train(lowrank_dir, tmp_path / "rbmf", SMALL.replace(noise_scales=3.0, epochs=30))
+    model = load_checkpoint(result.best_checkpoint).model
+    scales = model.movie_noise.numpy()
+    assert scales.shape == (model.samples, N_MOVIES) and (scales > 0).all()
+    assert scales.std() > 0.01  # sampled, not left at 1
+    assert result.best_val_rmse < 0.8 * result.baseline_val_rmse
 
 
 def test_run_selects_refits_writes_and_resumes(lowrank_dir, tmp_path):
@@ -159,6 +207,8 @@ def test_config_checks():
         TrainConfig(model="bayesian-mf", epochs=10, burn_in=10)
     with pytest.raises(ConfigError, match="factors"):
         TrainConfig(factors=0)
+    with pytest.raises(ConfigError, match="noise_scales"):
+        TrainConfig(noise_scales=-1.0)
     with pytest.raises(ConfigError, match="ensemble_weights"):
         TrainConfig(ensemble_weights="best")
 

@@ -12,9 +12,12 @@ A user is scored from their ratings ``r`` alone, the way the autoencoders encode
 vector: for each kept sample, the user's vector is the mean of its Gaussian posterior given
 ``V_s``,
 
-    u_s = (Λ_s + α Σ_m v_m v_mᵀ)⁻¹ (Λ_s μ_s + α Σ_m (r_m − μ) v_m)      (m over rated movies)
+    u_s = (Λ_s + α Σ_m γ_m v_m v_mᵀ)⁻¹ (Λ_s μ_s + α Σ_m γ_m (r_m − μ) v_m)   (m over rated movies)
 
-(the *encoder*; the conditional the Gibbs sampler itself draws from), and the predicted rating
+(the *encoder*; the conditional the Gibbs sampler itself draws from). ``γ_m`` is movie ``m``'s
+noise-precision scale under robust noise (``noise_scales``; kept per sample in ``movie_noise``,
+all 1 otherwise); the user's own scale is unknown for a user being scored and takes its prior
+mean, 1. The predicted rating
 is the average over samples of ``μ + u_sᵀ v`` (the *decoder*). Averaging these conditional means
 rather than sampled user vectors is the Rao–Blackwellised posterior mean. A new user and a user
 seen in training are scored alike, so the fold-in of the recommendation API needs nothing else.
@@ -38,8 +41,9 @@ class BayesianMF(nn.Module):
 
     Buffers: ``movie_factors`` ``(samples, n_movies, factors)``, ``user_mean``
     ``(samples, factors)``, ``user_precision`` ``(samples, factors, factors)`` (float64), and
-    the scalars ``global_mean`` and ``noise_precision`` (``α``). ``clip`` clamps predictions to
-    the rating scale.
+    the scalars ``global_mean`` and ``noise_precision`` (``α``), and ``movie_noise``
+    ``(samples, n_movies)``, the movies' noise-precision scales ``γ`` (ones for classic BPMF).
+    ``clip`` clamps predictions to the rating scale.
     """
 
     orientation = "user"
@@ -63,6 +67,12 @@ class BayesianMF(nn.Module):
         )
         self.register_buffer("global_mean", torch.zeros((), dtype=f64))
         self.register_buffer("noise_precision", torch.ones((), dtype=f64))
+        self.register_buffer("movie_noise", torch.ones(samples, n_movies, dtype=f64))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the noise scales existed: one shared noise precision
+        state_dict.setdefault(prefix + "movie_noise", torch.ones_like(self.movie_noise))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @property
     def device(self) -> torch.device:
@@ -82,11 +92,14 @@ class BayesianMF(nn.Module):
     @torch.no_grad()
     def set_samples(
         self, movie_factors: object, user_mean: object, user_precision: object,
-        global_mean: float, noise_precision: float,
+        global_mean: float, noise_precision: float, movie_noise: object = None,
     ) -> None:
-        """Store posterior samples (arrays shaped as the buffers)."""
+        """Store posterior samples (arrays shaped as the buffers; ``movie_noise`` all ones when
+        not given)."""
+        if movie_noise is None:
+            movie_noise = torch.ones_like(self.movie_noise)
         for name, value in (("movie_factors", movie_factors), ("user_mean", user_mean),
-                            ("user_precision", user_precision)):
+                            ("user_precision", user_precision), ("movie_noise", movie_noise)):
             tensor = torch.as_tensor(value, dtype=torch.float64)
             if tensor.shape != getattr(self, name).shape:
                 raise ValueError(
@@ -117,9 +130,10 @@ class BayesianMF(nn.Module):
         out = np.empty((self.samples, inputs.batch_size, self.factors))
         zeros = np.zeros((inputs.batch_size, self.factors))
         alpha = float(self.noise_precision)
+        scales = as_numpy(self.movie_noise.cpu())
         for s in range(self.samples):
-            solve(out[s], indptr, indices, residual, movies[s], precision[s], shift[s], alpha,
-                  zeros)
+            solve(out[s], indptr, indices, residual, scales[s][indices], movies[s],
+                  precision[s], shift[s], alpha, zeros)
         return torch.from_numpy(out).to(self.device)
 
     def _stacked_factors(self) -> torch.Tensor:
@@ -197,10 +211,10 @@ class BayesianMF(nn.Module):
         exact rank-one downdate of it per left-out rating (:mod:`aerec.model.leave_one_out`)."""
         cols = as_index(columns, self.device)
         wanted = as_index(targets, self.device)
-        scale = float(self.noise_precision) ** 0.5
+        scale = (self.noise_precision * self.movie_noise[:, cols]).sqrt()  # (samples, n)
         residual = torch.as_tensor(np.asarray(ratings, dtype=np.float64), device=self.device)
-        response = (scale * (residual - self.global_mean)).expand(self.samples, -1)
-        a = scale * self.movie_factors[:, cols]  # (samples, n, d)
+        response = scale * (residual - self.global_mean)
+        a = scale[..., None] * self.movie_factors[:, cols]  # (samples, n, d)
         precision = self.user_precision + a.transpose(1, 2) @ a
         rhs = (self.user_precision @ self.user_mean[..., None])[..., 0]
         rhs = rhs + (a.transpose(1, 2) @ response[..., None])[..., 0]

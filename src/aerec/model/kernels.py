@@ -109,20 +109,21 @@ def row_adam_kernel():
 
 @cache
 def gaussian_rows_kernel(parallel: bool = True):
-    """``draw(out, indptr, indices, values, other, precision, shift, alpha, noise)``: for each
-    row ``r`` of a CSR matrix, the Gaussian conditional of a factorisation's row vector given
-    the other side's vectors ``other`` — precision ``P = precision + alpha Σ v vᵀ`` and
-    ``P⁻¹ (shift + alpha Σ x v)`` its mean, over the row's entries (``v = other[indices[k]]``,
-    ``x = values[k]``) — and writes ``mean + L⁻ᵀ noise[r]`` (``P = L Lᵀ``) to ``out[r]``: a
-    draw when ``noise`` is standard normal, the mean when it is 0. The Cholesky factor is
-    computed in place per row. With ``parallel`` the rows are split across Numba's threads
-    (training); without, it runs on the calling thread only, so any number of threads may call
-    it at once (prediction in a server's thread pool)."""
+    """``draw(out, indptr, indices, values, weights, other, precision, shift, alpha, noise)``:
+    for each row ``r`` of a CSR matrix, the Gaussian conditional of a factorisation's row vector
+    given the other side's vectors ``other`` — precision ``P = precision + alpha Σ w v vᵀ`` and
+    ``P⁻¹ (shift + alpha Σ w x v)`` its mean, over the row's entries (``v = other[indices[k]]``,
+    ``x = values[k]``, ``w = weights[k]``, each entry's noise-precision scale: all ones for one
+    shared noise precision ``alpha``) — and writes ``mean + L⁻ᵀ noise[r]`` (``P = L Lᵀ``) to
+    ``out[r]``: a draw when ``noise`` is standard normal, the mean when it is 0. The Cholesky
+    factor is computed in place per row. With ``parallel`` the rows are split across Numba's
+    threads (training); without, it runs on the calling thread only, so any number of threads
+    may call it at once (prediction in a server's thread pool)."""
     import numba
 
     @numba.njit(parallel=parallel, fastmath=True, cache=True, nogil=True)
     def draw(  # pragma: no cover - compiled
-        out, indptr, indices, values, other, precision, shift, alpha, noise
+        out, indptr, indices, values, weights, other, precision, shift, alpha, noise
     ):
         n_rows, d = out.shape
         for r in numba.prange(n_rows):
@@ -130,9 +131,10 @@ def gaussian_rows_kernel(parallel: bool = True):
             b = shift.copy()
             for k in range(indptr[r], indptr[r + 1]):
                 c = indices[k]
-                x = alpha * values[k]
+                w = alpha * weights[k]
+                x = w * values[k]
                 for i in range(d):
-                    vi = alpha * other[c, i]
+                    vi = w * other[c, i]
                     b[i] += x * other[c, i]
                     for j in range(i + 1):
                         p[i, j] += vi * other[c, j]

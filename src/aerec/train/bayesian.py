@@ -5,7 +5,10 @@ mean and precision from their Normal–Wishart posterior, every user vector from
 conditional given the movie vectors, then the same for movies. The conditionals are drawn in
 one compiled pass over the CSR rows (:func:`aerec.model.kernels.gaussian_rows_kernel`), with the
 standard-normal noise drawn beforehand from the run's seeded generator, so a run is
-reproducible whatever the thread count.
+reproducible whatever the thread count. With robust noise (``noise_scales = a₀ > 0``,
+Lakshminarayanan, Bouchard & Archambeau 2011) each sweep also draws every user's and every
+movie's noise-precision scale from its Gamma conditional; a rating then counts with precision
+``α γ_user γ_movie`` in the next sweep's conditionals.
 
 After ``burn_in`` sweeps the samples' predictions at the validation ratings are averaged, and
 that running posterior mean's RMSE is the epoch's validation RMSE: early stopping (``patience``)
@@ -45,10 +48,11 @@ class GibbsSampler:
     """The state of one chain over a CSR ``(n_users, n_movies)`` rating matrix."""
 
     def __init__(self, ratings: sp.csr_matrix, factors: int, noise_precision: float,
-                 seed: int) -> None:
+                 seed: int, noise_scales: float = 0.0) -> None:
         ratings = ratings.tocsr()
         self.rng = np.random.default_rng(seed)
         self.factors, self.alpha = int(factors), float(noise_precision)
+        self.noise_scales = float(noise_scales)
         self.mean = float(ratings.data.mean()) if ratings.nnz else 0.0
         self.by_user = _arrays(ratings, self.mean)
         self.by_movie = _arrays(ratings.T.tocsr(), self.mean)
@@ -56,19 +60,58 @@ class GibbsSampler:
         self.users = 0.1 * self.rng.standard_normal((n_users, self.factors))
         self.movies = 0.1 * self.rng.standard_normal((n_movies, self.factors))
         self.user_prior = (np.zeros(self.factors), np.eye(self.factors))
+        # per-user and per-movie noise-precision scales (all 1 without ``noise_scales``)
+        self.user_scale, self.movie_scale = np.ones(n_users), np.ones(n_movies)
+        self._user_of = np.repeat(np.arange(n_users), np.diff(ratings.indptr))
+        self._movie_of = ratings.indices.astype(np.int64)
+        # the by-movie position of each rating: entry k of ``by_movie`` is CSR entry order[k]
+        position = sp.csr_matrix(
+            (np.arange(1, ratings.nnz + 1, dtype=np.float64), ratings.indices, ratings.indptr),
+            shape=ratings.shape,
+        )
+        self._movie_order = position.T.tocsr().data.astype(np.int64) - 1
+        self._weights = np.ones(ratings.nnz)
 
     def sweep(self) -> None:
-        """One Gibbs sweep: user hyperparameters, users, movie hyperparameters, movies."""
+        """One Gibbs sweep: user hyperparameters, users, movie hyperparameters, movies, then
+        (with ``noise_scales``) the users' and movies' noise-precision scales."""
         numba_threads()
         draw = gaussian_rows_kernel()
         self.user_prior = self._hyperparameters(self.users)
-        self._draw(draw, self.users, self.by_user, self.movies, *self.user_prior)
+        self._draw(draw, self.users, self.by_user, self._weights, self.movies, *self.user_prior)
         movie_prior = self._hyperparameters(self.movies)
-        self._draw(draw, self.movies, self.by_movie, self.users, *movie_prior)
+        self._draw(draw, self.movies, self.by_movie, self._weights[self._movie_order],
+                   self.users, *movie_prior)
+        if self.noise_scales > 0:
+            self._draw_scales()
 
-    def _draw(self, draw, out, arrays, other, mean, precision) -> None:
+    def _draw(self, draw, out, arrays, weights, other, mean, precision) -> None:
         noise = self.rng.standard_normal(out.shape)
-        draw(out, *arrays, other, precision, precision @ mean, self.alpha, noise)
+        indptr, indices, values = arrays
+        draw(out, indptr, indices, values, weights, other, precision, precision @ mean,
+             self.alpha, noise)
+
+    def _draw_scales(self) -> None:
+        """The scales' Gamma conditionals: prior Gamma(a₀, rate a₀) (mean 1), and each of a
+        user's ``n`` ratings with error ``e`` adds ½ to the shape and ``α γ_m e² / 2`` to the
+        rate (``γ_m`` the movie's scale); then the same for movies given the users' scales."""
+        a0 = self.noise_scales
+        error = self.alpha * (self._dots(*self.by_user[:2]) - self.by_user[2]) ** 2
+        users, movies = self._user_of, self._movie_of
+        n_users, n_movies = len(self.user_scale), len(self.movie_scale)
+        rate = a0 + np.bincount(users, error * self.movie_scale[movies], n_users) / 2
+        self.user_scale = self.rng.gamma(a0 + np.bincount(users, None, n_users) / 2, 1 / rate)
+        rate = a0 + np.bincount(movies, error * self.user_scale[users], n_movies) / 2
+        self.movie_scale = self.rng.gamma(a0 + np.bincount(movies, None, n_movies) / 2,
+                                          1 / rate)
+        self._weights = self.user_scale[users] * self.movie_scale[movies]
+
+    def _dots(self, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
+        """``u_r · v_c`` at each entry of a CSR pattern over (users, movies)."""
+        out = np.empty(len(indices))
+        if len(indices):
+            sampled_dot_kernel()(out, self.users, self.movies, indptr, indices)
+        return out
 
     def _hyperparameters(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """A draw of (mean, precision) from the Normal–Wishart posterior given the rows ``x``."""
@@ -86,17 +129,14 @@ class GibbsSampler:
 
     def predict(self, positions: sp.csr_matrix) -> np.ndarray:
         """This sample's raw predictions at a CSR matrix's entries (CSR order)."""
-        out = np.empty(positions.nnz)
-        if positions.nnz:
-            sampled_dot_kernel()(
-                out, self.users, self.movies, positions.indptr.astype(np.int64),
-                positions.indices.astype(np.int64),
-            )
-        return out + self.mean
+        return self._dots(positions.indptr.astype(np.int64),
+                          positions.indices.astype(np.int64)) + self.mean
 
-    def sample(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """What the model keeps of this sample: movie vectors, user prior mean, precision."""
-        return self.movies.copy(), self.user_prior[0].copy(), self.user_prior[1].copy()
+    def sample(self) -> tuple[np.ndarray, ...]:
+        """What the model keeps of this sample: movie vectors, user prior mean and precision,
+        and the movies' noise-precision scales."""
+        return (self.movies.copy(), self.user_prior[0].copy(), self.user_prior[1].copy(),
+                self.movie_scale.copy())
 
 
 def _arrays(m: sp.csr_matrix, mean: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -125,7 +165,8 @@ def run_chain(
     """Run ``sweeps`` sweeps (fewer if early stopping triggers). Returns the per-sweep metrics,
     the selected sweep (lowest validation RMSE of the running posterior mean after the burn-in;
     the last sweep without validation ratings) and that sweep's kept samples."""
-    sampler = GibbsSampler(train, config.factors, config.noise_precision, config.seed)
+    sampler = GibbsSampler(train, config.factors, config.noise_precision, config.seed,
+                           config.noise_scales)
     has_validation = validation is not None and validation.nnz > 0
     truth = validation.data.astype(np.float64) if has_validation else None
     train_truth = train.data.astype(np.float64)
@@ -175,8 +216,8 @@ def model_from_samples(
     """A :class:`BayesianMF` holding ``samples`` (from :meth:`GibbsSampler.sample`)."""
     model = BayesianMF(n_movies, config.factors, len(samples),
                        clip=clip if config.clip_predictions else None)
-    movies, means, precisions = (np.stack(part) for part in zip(*samples))
-    model.set_samples(movies, means, precisions, global_mean, config.noise_precision)
+    movies, means, precisions, scales = (np.stack(part) for part in zip(*samples))
+    model.set_samples(movies, means, precisions, global_mean, config.noise_precision, scales)
     return model.eval()
 
 
