@@ -85,3 +85,30 @@ def test_aerec_serve_answers_http(serve_run, recommender, workers):
     assert f"127.0.0.1:{port}" in out
     assert "Traceback" not in out
     assert out.count("Application shutdown complete") == workers
+
+
+def test_ctrl_c_while_the_workers_start_stops_cleanly(serve_run):
+    """Ctrl-C as soon as the command says it is serving, while the worker processes are still
+    starting their interpreters: every process stops without a traceback."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "aerec", "serve", str(serve_run), "--port", str(_free_port()),
+         "--workers", "2", "--no-access-log"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    first = proc.stdout.readline()
+    assert "serving" in first, first
+    time.sleep(0.3)  # the workers are forked by now, and importing for a second or more
+    out = ""
+    for _ in range(4):  # one Ctrl-C may land while the workers are being forked (ignored)
+        proc.send_signal(signal.SIGINT)
+        try:
+            out, _ = proc.communicate(timeout=20)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    else:
+        proc.kill()
+        out, _ = proc.communicate()
+        pytest.fail(f"aerec serve did not stop on Ctrl-C: {out}")
+    assert proc.returncode in (0, 128 + signal.SIGINT), out
+    assert "Traceback" not in out, out

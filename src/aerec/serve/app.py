@@ -524,10 +524,16 @@ def _serve_one(
         sock.close()
 
 
-def _run_worker(settings: dict) -> None:
+def _run_worker(settings: dict, started) -> None:
     """One worker process of a multi-worker :func:`serve` (``settings``: :func:`_serve_one`'s
-    arguments), sharing the port with the others (``SO_REUSEPORT``)."""
+    arguments), sharing the port with the others (``SO_REUSEPORT``). It starts with SIGINT
+    ignored (see :func:`_serve_workers`), takes it back first thing and then sets
+    ``started``."""
+    import signal
+
     try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        started.set()
         _serve_one(**settings, reuse_port=True)
     except KeyboardInterrupt:  # uvicorn re-raises the signal it shut down on: a clean stop
         pass
@@ -536,26 +542,41 @@ def _run_worker(settings: dict) -> None:
 def _serve_workers(settings: dict, workers: int) -> None:
     """Start ``workers`` processes of :func:`_run_worker` and supervise them: Ctrl-C or
     SIGTERM stops them all, and one that exits (say, the model failed to load) stops the
-    rest and is reported."""
+    rest and is reported.
+
+    A worker interrupted while its interpreter is still starting would die with a traceback
+    from Python's start-up code. So the workers are started with SIGINT ignored (that survives
+    ``exec``; a terminal's Ctrl-C reaches the whole process group), and a stop waits until a
+    worker has taken SIGINT back before sending it one."""
     import multiprocessing
     import signal
+    import time
 
     context = multiprocessing.get_context("spawn")
+    started = [context.Event() for _ in range(workers)]
     processes = [
-        context.Process(target=_run_worker, args=(settings,), name=f"aerec-worker-{i}")
+        context.Process(target=_run_worker, args=(settings, started[i]),
+                        name=f"aerec-worker-{i}")
         for i in range(workers)
     ]
-    for process in processes:
-        process.start()
 
     def stop(*_: object) -> None:
-        for process in processes:
+        for process, ready in zip(processes, started):
+            deadline = time.monotonic() + 30
+            while process.is_alive() and not ready.wait(0.1) and time.monotonic() < deadline:
+                pass  # still starting: it would ignore the signal
             if process.is_alive() and process.pid is not None:
                 os.kill(process.pid, signal.SIGINT)  # uvicorn's graceful shutdown
 
     previous = signal.signal(signal.SIGTERM, stop)
     failed = None
     try:
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            for process in processes:
+                process.start()
+        finally:
+            signal.signal(signal.SIGINT, interrupt)
         while all(process.is_alive() for process in processes):
             processes[0].join(timeout=0.5)
         failed = next((p for p in processes if not p.is_alive() and p.exitcode), None)
@@ -564,7 +585,8 @@ def _serve_workers(settings: dict, workers: int) -> None:
     finally:
         stop()
         for process in processes:
-            process.join(timeout=15)
+            if process.pid is not None:
+                process.join(timeout=15)
             if process.is_alive():
                 process.kill()
         signal.signal(signal.SIGTERM, previous)
