@@ -50,10 +50,11 @@ from aerec.train import load_checkpoint, train  # noqa: E402
 DATA = REPO.parent / "shared" / "data"
 EXPERIMENTS = ("ml100k-u1", "ml100k-folds", "ml-latest-small", "synth-demo", "quarter-timing")
 #: Networks trained in every rating experiment (the fold experiment trains seed and best).
-MODELS = ("seed", "item", "bayesian-mf", "robust-bayesian-mf", "best")
+MODELS = ("seed", "item", "bayesian-mf", "robust-bayesian-mf", "audience-bayesian-mf", "best")
 #: How each trained preset is named in the table.
 LABELS = {"seed": "AE seed", "item": "AE item", "bayesian-mf": "Bayesian MF",
-          "robust-bayesian-mf": "Robust Bayesian MF", "best": "best"}
+          "robust-bayesian-mf": "Robust Bayesian MF",
+          "audience-bayesian-mf": "Robust Bayesian MF + audience", "best": "best"}
 
 
 @dataclass
@@ -243,7 +244,7 @@ def quarter_timing(quarter: Path, threads: int, say, batches: int = 20) -> list[
             from aerec.train.bayesian import GibbsSampler
 
             sampler = GibbsSampler(splits.train, config.factors, config.noise_precision, 0,
-                                   config.noise_scales)
+                                   config.noise_scales, config.audience_prior)
             sampler.sweep()  # compiles the kernel; the clock starts after it
             start = time.perf_counter()
             for _ in range(2):
@@ -465,7 +466,7 @@ def render(rows: list[Row], timings: list[dict], meta: dict) -> str:
             "470,758 users × 4,499 movies, 24,053,764 ratings (a generated copy), 80/20 split "
             "plus 10 % validation. Seconds per optimiser step timed over the first steps of an "
             "epoch (after one warm-up step) and extrapolated to a whole epoch; for "
-            "`robust-bayesian-mf` a step is one whole Gibbs sweep over every rating (two "
+            "`audience-bayesian-mf` a step is one whole Gibbs sweep over every rating (two "
             "sweeps timed after a warm-up sweep, nothing extrapolated):",
             "",
             "| network | steps timed | s / step | steps / epoch | s / epoch (extrapolated) | "

@@ -49,10 +49,10 @@ class TrainConfig:
     #: What is trained: "autoencoder" (every option below), or "bayesian-mf" — a Bayesian
     #: matrix factorisation sampled by Gibbs sampling (``aerec.model.bayesian_mf``), which
     #: scores users from their ratings like an encoder; it uses ``factors``,
-    #: ``noise_precision``, ``noise_scales``, ``burn_in``, ``kept_samples``, ``epochs``
-    #: (= sweeps), ``patience``, ``seed``, ``refit``, ``clip_predictions`` and ``ranking``, and
-    #: no optimiser settings; it
-    #: trains on the CPU (NumPy and a compiled kernel) whatever ``device`` says.
+    #: ``noise_precision``, ``noise_scales``, ``audience_prior``, ``burn_in``,
+    #: ``kept_samples``, ``epochs`` (= sweeps), ``patience``, ``seed``, ``refit``,
+    #: ``clip_predictions`` and ``ranking``, and no optimiser settings; it trains on the CPU
+    #: (NumPy and a compiled kernel) whatever ``device`` says.
     model: str = "autoencoder"
     #: bayesian-mf: width d of the user and movie vectors.
     factors: int = 32
@@ -65,6 +65,13 @@ class TrainConfig:
     #: vary more); 0 = one shared precision α (classic BPMF). A user being scored gets the
     #: prior's γ = 1; the movies' scales are kept in the model.
     noise_scales: float = 0.0
+    #: bayesian-mf: the audience prior. A movie's prior mean also depends on *who* rated it:
+    #: ``μ + Σ_u Γ_u / √n`` over its n raters, with per-user weights Γ and their precision
+    #: sampled with the rest (a side-information prior as in Macau, Simm et al. 2015, with the
+    #: rating pattern as the side information: the "flipped" implicit feedback of Rendle et
+    #: al.). Movies with few ratings borrow from movies with a similar audience. Only training
+    #: changes (about 5 sparse products more per sweep); scoring a user is the same.
+    audience_prior: bool = False
     #: bayesian-mf: sweeps discarded before posterior samples are averaged.
     burn_in: int = 50
     #: bayesian-mf: posterior samples kept in the model (thinned evenly over the sweeps after
@@ -473,6 +480,14 @@ PRESETS: dict[str, TrainConfig] = {
         model="bayesian-mf", factors=32, noise_precision=2.0, noise_scales=5.0, epochs=500,
         burn_in=50, kept_samples=64, patience=100, clip_predictions=True,
     ),
+    # Robust noise and the audience prior (``audience_prior``: a movie's prior mean depends on
+    # who rated it). On MovieLens 100K u1 validation 0.877, against 0.887 for
+    # `robust-bayesian-mf`: the strongest single model here.
+    "audience-bayesian-mf": TrainConfig(
+        model="bayesian-mf", factors=32, noise_precision=2.0, noise_scales=5.0,
+        audience_prior=True, epochs=500, burn_in=50, kept_samples=64, patience=100,
+        clip_predictions=True,
+    ),
     # DeepRecommender (Kuchaiev & Ginsburg 2017): SELU, 512-512-1024, 80 % dropout on the
     # code, tied decoder, dense re-feeding, SGD with momentum.
     "deep": TrainConfig(
@@ -481,14 +496,15 @@ PRESETS: dict[str, TrainConfig] = {
         weight_decay=0.0, batch_size=128, steps=3000, patience=10, clip_predictions=True,
         checkpoint_seconds=30.0,
     ),
-    # The validated best: the two denoising item-based autoencoders and the robust Bayesian
-    # factorisation, each early-stopped on validation and then refitted on training +
+    # The validated best: the two denoising item-based autoencoders and the Bayesian
+    # factorisation with robust noise and the audience prior, each early-stopped on validation
+    # and then refitted on training +
     # validation ratings, averaged with weights fitted on the validation ratings (NNLS), and
     # an EASE ranking head for top-N lists (λ and blend weight chosen on validation). Members
-    # that earned no weight on validation (`item`, `user-centred`, classic `bayesian-mf`) were
-    # dropped.
+    # that earned no weight on validation (`item`, `user-centred`, `bayesian-mf`,
+    # `robust-bayesian-mf`) were dropped.
     "best": TrainConfig(
-        members=("item-denoising", "item-denoising-300", "robust-bayesian-mf"),
+        members=("item-denoising", "item-denoising-300", "audience-bayesian-mf"),
         ensemble_weights="fitted", refit=True, ranking="ease", clip_predictions=True,
     ),
 }

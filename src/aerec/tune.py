@@ -91,9 +91,11 @@ SPACES: dict[str, SearchSpace] = {
             "factors": (16, 32, 64),
             "noise_precision": (1.5, 2.0, 2.5, 3.0),
             "noise_scales": (0.0, 2.0, 5.0, 10.0),
+            "audience_prior": (False, True),
             "epochs": (300, 500),
         },
-        "Bayesian factorisation: width, noise precision, robust noise scales, sweeps",
+        "Bayesian factorisation: width, noise precision, robust noise scales, audience prior, "
+        "sweeps",
     ),
 }
 

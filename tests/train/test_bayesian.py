@@ -23,8 +23,8 @@ from aerec.data.store import load_dataset
 from aerec.evaluate import evaluate_run
 from aerec.model import BayesianMF, Ensemble
 from aerec.model.kernels import gaussian_rows_kernel
-from aerec.train import load_checkpoint, train
-from aerec.train.bayesian import GibbsSampler, _wishart, thinning
+from aerec.train import bayesian, load_checkpoint, train
+from aerec.train.bayesian import GibbsSampler, _wishart, conjugate_gradient, thinning
 from aerec.train.ensemble import fit_weights
 
 from .conftest import N_MOVIES, USER_MEMBER
@@ -47,7 +47,7 @@ def test_conditional_kernel_mean_and_draw(parallel):
     m, d, alpha = _csr(), 3, 1.3
     other = rng.normal(size=(m.shape[1], d))
     a = rng.normal(size=(d, d))
-    precision, shift = a @ a.T + np.eye(d), rng.normal(size=d)
+    precision, shift = a @ a.T + np.eye(d), rng.normal(size=(m.shape[0], d))  # per row
     noise = rng.normal(size=(m.shape[0], d))
     weights = rng.gamma(2.0, 0.5, size=m.nnz)  # each rating's noise-precision scale
     out_mean, out_draw = np.empty((m.shape[0], d)), np.empty((m.shape[0], d))
@@ -60,7 +60,7 @@ def test_conditional_kernel_mean_and_draw(parallel):
         part = slice(m.indptr[r], m.indptr[r + 1])
         cols, x, w = m.indices[part], m.data[part], alpha * weights[part]
         p = precision + (other[cols] * w[:, None]).T @ other[cols]
-        mean = np.linalg.solve(p, shift + (other[cols] * w[:, None]).T @ x)
+        mean = np.linalg.solve(p, shift[r] + (other[cols] * w[:, None]).T @ x)
         np.testing.assert_allclose(out_mean[r], mean, rtol=1e-10, atol=1e-12)
         # mean + L^-T z has covariance P^-1
         lower = np.linalg.cholesky(p)
@@ -136,6 +136,55 @@ def test_noise_scales_find_the_noisy_users_and_are_reproducible(lowrank_dir):
     plain = GibbsSampler(ratings, 3, 2.0, seed=5)
     plain.sweep()
     assert (plain.user_scale == 1).all() and (plain.movie_scale == 1).all()
+
+
+def test_conjugate_gradient_solves_each_column():
+    rng = np.random.default_rng(7)
+    a = rng.normal(size=(6, 6))
+    matrix = a @ a.T + 0.5 * np.eye(6)
+    rhs = rng.normal(size=(6, 3))
+    got = conjugate_gradient(lambda x: matrix @ x, rhs, np.zeros((6, 3)), steps=30)
+    np.testing.assert_allclose(got, np.linalg.solve(matrix, rhs), rtol=1e-8, atol=1e-10)
+    few = conjugate_gradient(lambda x: matrix @ x, rhs, np.zeros((6, 3)), steps=2)
+    assert not np.allclose(few, got)  # the budget is honoured: 2 steps are not converged
+
+
+def test_audience_weights_are_drawn_from_their_conditional(monkeypatch):
+    """With enough CG steps, the perturbed normal equations give draws of Γ with the ridge
+    solution as mean and (ZᵀZ + λI)⁻¹ ⊗ Λ⁻¹ as covariance."""
+    monkeypatch.setattr(bayesian, "AUDIENCE_CG_STEPS", 60)
+    ratings = _csr(seed=3, shape=(6, 8), density=0.6)
+    ratings.data = np.abs(ratings.data) + 1
+    sampler = GibbsSampler(ratings, 2, 2.0, seed=1, audience_prior=True)
+    rng = np.random.default_rng(2)
+    sampler.movies = rng.normal(size=(8, 2))
+    mean, precision = np.array([0.3, -0.2]), np.array([[2.0, 0.5], [0.5, 1.0]])
+    z = sampler.audience.toarray()
+    rated = (z > 0).any(1)
+    np.testing.assert_allclose((z[rated] ** 2).sum(1), 1.0)  # a movie's raters, each 1/√n
+    system = z.T @ z + 1.5 * np.eye(6)
+    want = np.linalg.solve(system, z.T @ (sampler.movies - mean))
+    draws = []
+    for _ in range(3000):
+        sampler.audience_precision = 1.5
+        sampler._draw_audience(mean, precision)
+        draws.append(sampler.audience_vectors.copy())
+    draws = np.stack(draws)
+    np.testing.assert_allclose(draws.mean(0), want, atol=0.06)
+    cov = np.linalg.inv(system)[0, 0] * np.linalg.inv(precision)
+    np.testing.assert_allclose(np.cov(draws[:, 0].T), cov, atol=0.06)
+    assert 0 < sampler.audience_precision < np.inf  # λ is drawn after Γ
+
+
+def test_audience_run_fits_and_does_not_depend_on_threads(lowrank_dir, tmp_path):
+    config = SMALL.replace(audience_prior=True, noise_scales=3.0, epochs=30)
+    first = train(lowrank_dir, tmp_path / "a", config)
+    second = train(lowrank_dir, tmp_path / "b", config.replace(threads=2))
+    assert [m.val_rmse for m in first.history] == [m.val_rmse for m in second.history]
+    assert first.best_val_rmse < 0.8 * first.baseline_val_rmse
+    plain = train(lowrank_dir, tmp_path / "c", config.replace(audience_prior=False))
+    assert plain.history[-1].val_rmse != first.history[-1].val_rmse  # the prior is used
+    assert "audience-bayesian-mf" in PRESETS["best"].members
 
 
 def test_robust_run_keeps_the_movie_scales(lowrank_dir, tmp_path):

@@ -133,7 +133,7 @@ class BayesianMF(nn.Module):
         scales = as_numpy(self.movie_noise.cpu())
         for s in range(self.samples):
             solve(out[s], indptr, indices, residual, scales[s][indices], movies[s],
-                  precision[s], shift[s], alpha, zeros)
+                  precision[s], np.broadcast_to(shift[s], zeros.shape), alpha, zeros)
         return torch.from_numpy(out).to(self.device)
 
     def _stacked_factors(self) -> torch.Tensor:

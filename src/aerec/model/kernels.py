@@ -112,7 +112,9 @@ def gaussian_rows_kernel(parallel: bool = True):
     """``draw(out, indptr, indices, values, weights, other, precision, shift, alpha, noise)``:
     for each row ``r`` of a CSR matrix, the Gaussian conditional of a factorisation's row vector
     given the other side's vectors ``other`` — precision ``P = precision + alpha Σ w v vᵀ`` and
-    ``P⁻¹ (shift + alpha Σ w x v)`` its mean, over the row's entries (``v = other[indices[k]]``,
+    ``P⁻¹ (shift[r] + alpha Σ w x v)`` its mean (``shift[r]`` is the prior's precision times
+    the row's prior mean; a broadcast view when all rows share it), over the row's entries
+    (``v = other[indices[k]]``,
     ``x = values[k]``, ``w = weights[k]``, each entry's noise-precision scale: all ones for one
     shared noise precision ``alpha``) — and writes ``mean + L⁻ᵀ noise[r]`` (``P = L Lᵀ``) to
     ``out[r]``: a draw when ``noise`` is standard normal, the mean when it is 0. The Cholesky
@@ -128,7 +130,7 @@ def gaussian_rows_kernel(parallel: bool = True):
         n_rows, d = out.shape
         for r in numba.prange(n_rows):
             p = precision.copy()
-            b = shift.copy()
+            b = shift[r].copy()
             for k in range(indptr[r], indptr[r + 1]):
                 c = indices[k]
                 w = alpha * weights[k]

@@ -42,13 +42,16 @@ from aerec.train.metrics_log import EpochMetrics, plot_learning_curve, write_met
 
 #: Normal–Wishart hyperprior: β₀ (prior mean's strength); ν₀ = d and W₀ = I, μ₀ = 0.
 PRIOR_STRENGTH = 2.0
+#: Conjugate-gradient steps per sweep for the audience prior's weights (warm-started from the
+#: previous sweep's draw: on MovieLens 100K 5 and 20 steps give the same validation RMSE).
+AUDIENCE_CG_STEPS = 5
 
 
 class GibbsSampler:
     """The state of one chain over a CSR ``(n_users, n_movies)`` rating matrix."""
 
     def __init__(self, ratings: sp.csr_matrix, factors: int, noise_precision: float,
-                 seed: int, noise_scales: float = 0.0) -> None:
+                 seed: int, noise_scales: float = 0.0, audience_prior: bool = False) -> None:
         ratings = ratings.tocsr()
         self.rng = np.random.default_rng(seed)
         self.factors, self.alpha = int(factors), float(noise_precision)
@@ -71,6 +74,17 @@ class GibbsSampler:
         )
         self._movie_order = position.T.tocsr().data.astype(np.int64) - 1
         self._weights = np.ones(ratings.nnz)
+        # the movies' audience prior: Z (movies × users), z_m = who rated m / √n_m
+        self.audience = None
+        if audience_prior:
+            counts = np.diff(self.by_movie[0])
+            self.audience = sp.csr_matrix(
+                (np.repeat(1 / np.sqrt(np.maximum(counts, 1)), counts), self.by_movie[1],
+                 self.by_movie[0]), shape=(n_movies, n_users),
+            )
+            self.audience_t = self.audience.T.tocsr()
+            self.audience_vectors = np.zeros((n_users, self.factors))
+            self.audience_precision = 1.0
 
     def sweep(self) -> None:
         """One Gibbs sweep: user hyperparameters, users, movie hyperparameters, movies, then
@@ -79,17 +93,44 @@ class GibbsSampler:
         draw = gaussian_rows_kernel()
         self.user_prior = self._hyperparameters(self.users)
         self._draw(draw, self.users, self.by_user, self._weights, self.movies, *self.user_prior)
-        movie_prior = self._hyperparameters(self.movies)
+        offset = 0.0 if self.audience is None else self.audience @ self.audience_vectors
+        mean, precision = self._hyperparameters(self.movies - offset)
         self._draw(draw, self.movies, self.by_movie, self._weights[self._movie_order],
-                   self.users, *movie_prior)
+                   self.users, mean + offset, precision)
+        if self.audience is not None:
+            self._draw_audience(mean, precision)
         if self.noise_scales > 0:
             self._draw_scales()
 
     def _draw(self, draw, out, arrays, weights, other, mean, precision) -> None:
+        """Draw every row of ``out`` from its conditional; ``mean`` is the prior mean, one
+        vector for all rows or one per row."""
         noise = self.rng.standard_normal(out.shape)
         indptr, indices, values = arrays
-        draw(out, indptr, indices, values, weights, other, precision, precision @ mean,
-             self.alpha, noise)
+        draw(out, indptr, indices, values, weights, other, precision,
+             np.broadcast_to(_times(mean, precision.T), out.shape), self.alpha, noise)
+
+    def _draw_audience(self, mean: np.ndarray, precision: np.ndarray) -> None:
+        """The audience prior's weights ``Γ`` (users × d) and precision ``λ``. Movie ``m``'s
+        prior mean is ``μ + Σ_u Γ_u / √n_m`` over the ``n_m`` users who rated it, i.e. the
+        movies' prior means are ``μ + Z Γ``; so ``V − μ = Z Γ + E`` with rows of ``E`` ~
+        N(0, Λ⁻¹), and ``Γ`` has the matrix-normal prior MN(0, λ⁻¹ I, Λ⁻¹). Its conditional
+        is drawn by perturbing the normal equations (Macau, Simm et al. 2015):
+        ``(ZᵀZ + λ I) Γ = Zᵀ (V − μ + E₁) + √λ E₂`` with ``E₁, E₂`` rows ~ N(0, Λ⁻¹), solved
+        by :data:`AUDIENCE_CG_STEPS` conjugate-gradient steps from the last draw (no
+        users × users matrix is formed). Then ``λ`` from its Gamma(1, 1)-prior conditional."""
+        z, zt, lam = self.audience, self.audience_t, self.audience_precision
+        cov = np.linalg.cholesky(np.linalg.inv(precision))
+        e1 = _times(self.rng.standard_normal(self.movies.shape), cov.T)
+        e2 = _times(self.rng.standard_normal(self.audience_vectors.shape), cov.T)
+        rhs = zt @ (self.movies - mean + e1) + math.sqrt(lam) * e2
+        self.audience_vectors = conjugate_gradient(
+            lambda g: zt @ (z @ g) + lam * g, rhs, self.audience_vectors, AUDIENCE_CG_STEPS
+        )
+        g = self.audience_vectors
+        self.audience_precision = self.rng.gamma(
+            1 + g.size / 2, 1 / (1 + 0.5 * float(np.sum(_times(g, precision) * g)))
+        )
 
     def _draw_scales(self) -> None:
         """The scales' Gamma conditionals: prior Gamma(a₀, rate a₀) (mean 1), and each of a
@@ -139,6 +180,33 @@ class GibbsSampler:
                 self.movie_scale.copy())
 
 
+def _times(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for a tall ``a`` and a d × d ``b`` without BLAS: NumPy's BLAS would start its
+    own threads, which then spin against the compiled kernels' threads (measured: a sweep
+    47 ms with ``@`` against 30 ms with this on MovieLens 100K, 2 cores)."""
+    return np.einsum("...j,jk->...k", a, b)
+
+
+def conjugate_gradient(apply, rhs: np.ndarray, start: np.ndarray, steps: int) -> np.ndarray:
+    """``steps`` conjugate-gradient steps on ``apply(X) = rhs`` (a symmetric positive-definite
+    operator on ``(n, k)`` arrays), one independent solve per column, from ``start``."""
+    x = start.copy()
+    r = rhs - apply(x)
+    p = r.copy()
+    rr = np.einsum("ij,ij->j", r, r)
+    for _ in range(steps):
+        if not rr.any():
+            break
+        ap = apply(p)
+        step = rr / np.maximum(np.einsum("ij,ij->j", p, ap), np.finfo(float).tiny)
+        x += p * step
+        r -= ap * step
+        new = np.einsum("ij,ij->j", r, r)
+        p = r + p * (new / np.maximum(rr, np.finfo(float).tiny))
+        rr = new
+    return x
+
+
 def _arrays(m: sp.csr_matrix, mean: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (m.indptr.astype(np.int64), m.indices.astype(np.int64),
             m.data.astype(np.float64) - mean)
@@ -166,7 +234,7 @@ def run_chain(
     the selected sweep (lowest validation RMSE of the running posterior mean after the burn-in;
     the last sweep without validation ratings) and that sweep's kept samples."""
     sampler = GibbsSampler(train, config.factors, config.noise_precision, config.seed,
-                           config.noise_scales)
+                           config.noise_scales, config.audience_prior)
     has_validation = validation is not None and validation.nnz > 0
     truth = validation.data.astype(np.float64) if has_validation else None
     train_truth = train.data.astype(np.float64)
