@@ -131,9 +131,10 @@ class BayesianMF(nn.Module):
         zeros = np.zeros((inputs.batch_size, self.factors))
         alpha = float(self.noise_precision)
         scales = as_numpy(self.movie_noise.cpu())
+        shifts = np.repeat(shift[:, None], inputs.batch_size, axis=1)  # (samples, batch, d)
         for s in range(self.samples):
             solve(out[s], indptr, indices, residual, scales[s][indices], movies[s],
-                  precision[s], np.broadcast_to(shift[s], zeros.shape), alpha, zeros)
+                  precision[s], shifts[s], alpha, zeros)
         return torch.from_numpy(out).to(self.device)
 
     def _stacked_factors(self) -> torch.Tensor:
