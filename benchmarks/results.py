@@ -344,7 +344,7 @@ NARRATIVE = """
   users × users is formed); λ from its Gamma(1, 1)-prior conditional (it settles near 4 on
   u1). Only training changes: the movies' vectors carry what their audience says, and a user
   is scored exactly as before. Validation 0.8766 against 0.8872 for `robust-bayesian-mf` —
-  the strongest single model here; a sweep costs about 1.7× as much.
+  the strongest single model here; a sweep costs about 1.6× as much (2.4× on the quarter shape).
 * **best** — `--preset best`: three members — `item-denoising` (I-AutoRec with 500 units,
   half of each movie's input ratings hidden per step), `item-denoising-300` (300 units) and
   `audience-bayesian-mf` — each early-stopped on validation and then refitted on training +

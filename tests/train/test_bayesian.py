@@ -22,7 +22,7 @@ from aerec.data.splits import make_splits
 from aerec.data.store import load_dataset
 from aerec.evaluate import evaluate_run
 from aerec.model import BayesianMF, Ensemble
-from aerec.model.kernels import gaussian_rows_kernel
+from aerec.model.kernels import gaussian_rows_kernel, sparse_dense_kernel
 from aerec.train import bayesian, load_checkpoint, train
 from aerec.train.bayesian import GibbsSampler, _wishart, conjugate_gradient, thinning
 from aerec.train.ensemble import fit_weights
@@ -136,6 +136,17 @@ def test_noise_scales_find_the_noisy_users_and_are_reproducible(lowrank_dir):
     plain = GibbsSampler(ratings, 3, 2.0, seed=5)
     plain.sweep()
     assert (plain.user_scale == 1).all() and (plain.movie_scale == 1).all()
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_sparse_dense_kernel_is_scipys_product_to_the_bit(threads):
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    m = _csr(seed=4, shape=(40, 30), density=0.2)
+    dense = np.random.default_rng(5).normal(size=(30, 7))
+    out = np.full((40, 7), np.nan)  # every entry must be written, empty rows included
+    sparse_dense_kernel()(out, m.indptr.astype(np.int64), m.indices.astype(np.int64), m.data,
+                          dense)
+    np.testing.assert_array_equal(out, m @ dense)
 
 
 def test_conjugate_gradient_solves_each_column():

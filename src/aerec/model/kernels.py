@@ -72,6 +72,29 @@ def sampled_dot_kernel():
 
 
 @cache
+def sparse_dense_kernel():
+    """``product(out, indptr, indices, data, dense)``: ``out = A @ dense`` for a CSR matrix
+    ``A`` (``indptr``, ``indices``, ``data``), rows split across threads. Each row adds its
+    entries in stored order without fast-math reassociation, so the result is bit-identical
+    to SciPy's single-threaded product."""
+    import numba
+
+    @numba.njit(parallel=True, cache=True, nogil=True)
+    def product(out, indptr, indices, data, dense):  # pragma: no cover - compiled
+        width = dense.shape[1]
+        for r in numba.prange(out.shape[0]):
+            for i in range(width):
+                out[r, i] = 0.0
+            for k in range(indptr[r], indptr[r + 1]):
+                a = data[k]
+                c = indices[k]
+                for i in range(width):
+                    out[r, i] += a * dense[c, i]
+
+    return product
+
+
+@cache
 def row_adam_kernel():
     """``row_adam(param, exp_avg, exp_avg_sq, colptr, src_rows, coef, source, …)``: each row's
     gradient ``Σ coef[k] * source[src_rows[k]]`` over its entries ``colptr[j]:colptr[j+1]``,
