@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -41,6 +42,15 @@ def test_missing_run_is_one_clear_line(tmp_path, capsys):
     assert "nope" in err and "Traceback" not in err
 
 
+def _output_collector(proc: subprocess.Popen) -> tuple[list[str], threading.Thread]:
+    """Collect the process's output lines as they come, on a thread (so the test can wait for
+    a line without blocking on the pipe)."""
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True)
+    reader.start()
+    return lines, reader
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_aerec_serve_answers_http(serve_run, recommender, workers):
     """One process, or two worker processes sharing the port (SO_REUSEPORT); Ctrl-C stops
@@ -51,18 +61,17 @@ def test_aerec_serve_answers_http(serve_run, recommender, workers):
          "--workers", str(workers), "--no-access-log"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    lines, reader = _output_collector(proc)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
-        while True:
-            try:
-                with urllib.request.urlopen(base + "/health", timeout=2) as r:
-                    health = json.load(r)
-                break
-            except (urllib.error.URLError, ConnectionError):
-                assert proc.poll() is None, proc.stdout.read()
-                assert time.monotonic() < deadline, "aerec serve did not come up"
-                time.sleep(0.1)
+        # every worker up (one may answer /health while another still loads the model)
+        while "".join(lines).count("Application startup complete") < workers:
+            assert proc.poll() is None, "".join(lines)
+            assert time.monotonic() < deadline, f"aerec serve did not come up: {lines}"
+            time.sleep(0.1)
+        with urllib.request.urlopen(base + "/health", timeout=5) as r:
+            health = json.load(r)
         assert health["model"]["n_movies"] == recommender.n_movies
         movie = int(recommender.movie_ids[0])
         body = json.dumps({"ratings": [{"movie_id": movie, "rating": 5}], "k": 3}).encode()
@@ -77,10 +86,12 @@ def test_aerec_serve_answers_http(serve_run, recommender, workers):
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            out, _ = proc.communicate(timeout=20)
+            proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
-            out, _ = proc.communicate()
+            proc.wait()
+        reader.join(timeout=10)
+    out = "".join(lines)
     assert proc.returncode in (0, 128 + signal.SIGINT), out  # a clean stop on Ctrl-C
     assert f"127.0.0.1:{port}" in out
     assert "Traceback" not in out
