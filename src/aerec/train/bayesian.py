@@ -68,21 +68,26 @@ class GibbsSampler:
         self.users = 0.1 * self.rng.standard_normal((n_users, self.factors))
         self.movies = 0.1 * self.rng.standard_normal((n_movies, self.factors))
         self.user_prior = (np.zeros(self.factors), np.eye(self.factors))
-        # per-user and per-movie noise-precision scales (all 1 without ``noise_scales``)
+        self._user_counts = np.diff(self.by_user[0])
+        self._movie_counts = np.diff(self.by_movie[0])
+        # per-user and per-movie noise-precision scales (all 1 without ``noise_scales``), and
+        # each rating's weight γ_user γ_movie in by-user and in by-movie order
         self.user_scale, self.movie_scale = np.ones(n_users), np.ones(n_movies)
-        self._user_of = np.repeat(np.arange(n_users), np.diff(ratings.indptr))
-        self._movie_of = ratings.indices.astype(np.int64)
-        # the by-movie position of each rating: entry k of ``by_movie`` is CSR entry order[k]
-        position = sp.csr_matrix(
-            (np.arange(1, ratings.nnz + 1, dtype=np.float64), ratings.indices, ratings.indptr),
-            shape=ratings.shape,
-        )
-        self._movie_order = position.T.tocsr().data.astype(np.int64) - 1
-        self._weights = np.ones(ratings.nnz)
+        self._user_of = np.repeat(np.arange(n_users), self._user_counts)
+        self._movie_of = self.by_user[1]
+        self._weights = self._movie_weights = np.ones(ratings.nnz)
+        if self.noise_scales > 0:
+            # the by-movie position of each rating: entry k of ``by_movie`` is CSR entry
+            # order[k]
+            position = sp.csr_matrix(
+                (np.arange(1, ratings.nnz + 1, dtype=np.float64), ratings.indices,
+                 ratings.indptr), shape=ratings.shape,
+            )
+            self._movie_order = position.T.tocsr().data.astype(np.int64) - 1
         # the movies' audience prior: Z (movies × users), z_m = who rated m / √n_m
         self.audience = None
         if audience_prior:
-            counts = np.diff(self.by_movie[0])
+            counts = self._movie_counts
             self.audience = sp.csr_matrix(
                 (np.repeat(1 / np.sqrt(np.maximum(counts, 1)), counts), self.by_movie[1],
                  self.by_movie[0]), shape=(n_movies, n_users),
@@ -103,8 +108,8 @@ class GibbsSampler:
         offset = (0.0 if self.audience is None
                   else _sparse_times(self.audience, self.audience_vectors))
         mean, precision = self._hyperparameters(self.movies - offset)
-        self._draw(draw, self.movies, self.by_movie, self._weights[self._movie_order],
-                   self.users, mean + offset, precision)
+        self._draw(draw, self.movies, self.by_movie, self._movie_weights, self.users,
+                   mean + offset, precision)
         if self.audience is not None:
             self._draw_audience(mean, precision)
         if self.noise_scales > 0:
@@ -150,11 +155,11 @@ class GibbsSampler:
         users, movies = self._user_of, self._movie_of
         n_users, n_movies = len(self.user_scale), len(self.movie_scale)
         rate = a0 + np.bincount(users, error * self.movie_scale[movies], n_users) / 2
-        self.user_scale = self.rng.gamma(a0 + np.bincount(users, None, n_users) / 2, 1 / rate)
+        self.user_scale = self.rng.gamma(a0 + self._user_counts / 2, 1 / rate)
         rate = a0 + np.bincount(movies, error * self.user_scale[users], n_movies) / 2
-        self.movie_scale = self.rng.gamma(a0 + np.bincount(movies, None, n_movies) / 2,
-                                          1 / rate)
+        self.movie_scale = self.rng.gamma(a0 + self._movie_counts / 2, 1 / rate)
         self._weights = self.user_scale[users] * self.movie_scale[movies]
+        self._movie_weights = self._weights[self._movie_order]
 
     def _dots(self, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """``u_r · v_c`` at each entry of a CSR pattern over (users, movies)."""
