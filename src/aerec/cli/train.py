@@ -25,19 +25,41 @@ from rich.progress import (
 from rich.table import Table
 
 from aerec.cli.common import console, err_console
-from aerec.config import TrainConfig, resolve_config
+from aerec.config import PRESETS, TrainConfig, resolve_config
 from aerec.train import (
     BatchFinished,
     EpochFinished,
     EpochMetrics,
+    MemberStarted,
     RunStarted,
+    StageStarted,
     TrainEvent,
     TrainingDiverged,
     TrainResult,
     read_run_config,
     train,
 )
+from aerec.train.budget import format_duration, parse_duration
+from aerec.train.ensemble import member_config
 from aerec.train.run import best_index
+
+#: What each preset is, for ``--help``.
+PRESET_DESCRIPTIONS = {
+    "auto": "default: chosen from the data's shape and --time-budget (10m)",
+    "seed": "the published user-based autoencoder, exactly",
+    "item": "item-based AutoRec (I-AutoRec)",
+    "item-denoising": "I-AutoRec trained as a denoiser",
+    "item-denoising-300": "the same with 300 units (an ensemble member)",
+    "user-centred": "user-based AutoRec on the residual of user and movie biases",
+    "bayesian-mf": "Bayesian matrix factorisation (Gibbs sampling)",
+    "robust-bayesian-mf": "the same with per-user and per-movie noise",
+    "audience-bayesian-mf": "robust, with the audience prior",
+    "deep": "DeepRecommender-style deep autoencoder",
+    "best": "small-data ensemble: item autoencoders + audience Bayesian MF",
+}
+PRESET_HELP = "Named configuration: " + "; ".join(
+    f"{name} ({PRESET_DESCRIPTIONS.get(name, '')})" for name in PRESETS
+) + "."
 
 #: Epoch rows kept on screen in the live table (the best epoch is always shown).
 TABLE_ROWS = 15
@@ -93,7 +115,19 @@ class TrainDisplay:
         ]
 
     def __call__(self, event: TrainEvent) -> None:
-        if isinstance(event, RunStarted):
+        if isinstance(event, MemberStarted):
+            self.live.console.print(
+                f"\n[bold]member {event.number}/{event.members}: {event.name}[/] — "
+                f"{_describe(member_config(event.name, TrainConfig()))} → {event.run_dir}",
+                highlight=False,
+            )
+            self.history, self.best_epoch = [], 0
+        elif isinstance(event, StageStarted):
+            self.live.console.print(
+                f"  [bold]{event.stage}[/]" + (f": {event.detail}" if event.detail else ""),
+                highlight=False,
+            )
+        elif isinstance(event, RunStarted):
             self.epochs = event.epochs
             self.history = list(event.history)
             if self.history:
@@ -109,6 +143,12 @@ class TrainDisplay:
             self._new_epoch(event.metrics.epoch + 1, int(self.progress.tasks[0].total or 1))
         self.live.refresh()
 
+    def header(self) -> None:
+        """The table's column names, once, for logs that are not a terminal."""
+        if not console.is_terminal:
+            console.print("epoch  train_loss  train_RMSE  val_loss  val_RMSE  seconds",
+                          highlight=False)
+
     def _new_epoch(self, epoch: int, batches: int) -> None:
         if epoch > self.epochs:  # the run is over: leave the bar full
             self.progress.update(self.task, completed=batches)
@@ -117,36 +157,81 @@ class TrainDisplay:
 
 
 def _describe(config: TrainConfig) -> str:
+    """One line that says what ``config`` trains."""
+    budget = (f", time budget {format_duration(config.time_budget)}"
+              if config.time_budget else "")
+    if config.model == "auto":
+        return ("auto: the models are chosen from the data's shape and the time budget"
+                + budget)
+    if config.members:
+        return (f"ensemble of {', '.join(config.members)} ({config.ensemble_weights} weights"
+                + (", refitted" if config.refit else "")
+                + (", EASE ranking head" if config.ranking == "ease" else "") + ")" + budget)
+    if config.model == "bayesian-mf":
+        extras = [name for name, on in (("robust noise", config.noise_scales > 0),
+                                        ("audience prior", config.audience_prior)) if on]
+        return (f"Bayesian MF, {config.factors} factors"
+                + "".join(f", {e}" for e in extras)
+                + f", up to {config.epochs} Gibbs sweeps (burn-in {config.burn_in}), "
+                f"seed {config.seed}" + (", refitted" if config.refit else "") + budget)
     layers = "-".join(str(w) for w in config.layers)
     return (
         f"layers {layers}, {config.activation}, dropout {config.dropout:g}, "
         f"{config.optimizer} lr {config.lr:g} (weight decay {config.weight_decay:g}), "
         f"batch {config.batch_size}, {config.epochs} epochs, seed {config.seed}"
+        + (f", {config.orientation}-based" if config.orientation != "user" else "") + budget
     )
 
 
 def _summary(result: TrainResult) -> None:
-    console.print(
-        f"\n[bold]best epoch {result.best_epoch}[/] of {result.epochs_completed}"
-        + (" (stopped early)" if result.stopped_early else "")
-        + f" · {result.seconds:.1f} s",
-        highlight=False,
-    )
-    console.print(
-        f"  best training loss   {_num(result.best_train_loss)} · RMSE "
-        f"{_num(result.best_train_rmse)}",
-        highlight=False,
-    )
-    console.print(
-        f"  best validation loss {_num(result.best_val_loss)} · RMSE "
-        f"{_num(result.best_val_rmse)}   (predicting the training mean: "
-        f"{_num(result.baseline_val_rmse)})",
-        highlight=False,
-    )
-    console.print(
-        f"  run directory {result.run_dir}: best.pt, last.pt, metrics.csv, learning_curve.png",
-        highlight=False,
-    )
+    members = result.notes.get("member_summary")
+    if members:
+        console.print(f"\n[bold]ensemble of {len(members)}[/] · {result.seconds:.1f} s",
+                      highlight=False)
+        table = Table(show_edge=False, header_style="bold")
+        for name in ("member", "best epoch", "validation RMSE", "weight", "seconds"):
+            table.add_column(name, justify="left" if name == "member" else "right")
+        for m in members:
+            table.add_row(m["name"], f"{m['best_epoch']} of {m['epochs']}",
+                          _num(m["val_rmse"]), f"{m['weight']:.3f}", f"{m['seconds']:.1f}")
+        console.print(table)
+        console.print(
+            f"  ensemble validation RMSE {_num(result.best_val_rmse)} (cross-fitted) · "
+            f"predicting the training mean: {_num(result.baseline_val_rmse)}",
+            highlight=False,
+        )
+    else:
+        console.print(
+            f"\n[bold]best epoch {result.best_epoch}[/] of {result.epochs_completed}"
+            + (" (stopped early)" if result.stopped_early else "")
+            + f" · {result.seconds:.1f} s",
+            highlight=False,
+        )
+        console.print(
+            f"  best training loss   {_num(result.best_train_loss)} · RMSE "
+            f"{_num(result.best_train_rmse)}",
+            highlight=False,
+        )
+        console.print(
+            f"  best validation loss {_num(result.best_val_loss)} · RMSE "
+            f"{_num(result.best_val_rmse)}   (predicting the training mean: "
+            f"{_num(result.baseline_val_rmse)})",
+            highlight=False,
+        )
+    budget = result.notes.get("budget")
+    if budget:
+        console.print(
+            f"  time budget {format_duration(budget['seconds'])}: used "
+            f"{format_duration(budget['seconds_used'])}",
+            highlight=False,
+        )
+        for line in budget["trained"]:
+            console.print(f"    trained {line}", highlight=False)
+        for line in budget["skipped"]:
+            console.print(f"    [yellow]skipped[/] {line}", highlight=False)
+    files = [p.name for p in (result.best_checkpoint, result.last_checkpoint,
+                              result.metrics_path, result.curve_path) if p.is_file()]
+    console.print(f"  run directory {result.run_dir}: {', '.join(files)}", highlight=False)
     for warning in result.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
@@ -160,7 +245,15 @@ def _train(
         Path | None, typer.Option("--config", help="TOML configuration file.")
     ] = None,
     preset: Annotated[
-        str | None, typer.Option(help="Named configuration (default: seed).")
+        str | None, typer.Option(help=PRESET_HELP)
+    ] = None,
+    time_budget: Annotated[
+        str | None,
+        typer.Option(
+            "--time-budget",
+            help="Wall-clock budget for the whole run, e.g. 90s, 10m, 1h (auto: 10m). Epochs, "
+            "sweeps, members and refits are planned to fit; what did not fit is reported.",
+        ),
     ] = None,
     epochs: Annotated[int | None, typer.Option(help="Passes over the training users.")] = None,
     batch_size: Annotated[int | None, typer.Option(help="Users per optimiser step.")] = None,
@@ -186,12 +279,18 @@ def _train(
     device: Annotated[str | None, typer.Option(help="cpu, cuda or auto.")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the run in --out.")] = False,
 ) -> None:
-    """Train the autoencoder (the published `seed` configuration unless told otherwise)."""
+    """Train a model: `auto` (the default) chooses from the data's shape and the time budget;
+    `--preset seed` is the published autoencoder."""
+    try:
+        budget_seconds = parse_duration(time_budget) if time_budget is not None else None
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--time-budget") from None
     overrides = {
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
         "weight_decay": weight_decay, "dropout": dropout, "activation": activation,
         "layers": layers, "optimizer": optimizer, "lr_schedule": lr_schedule,
         "patience": patience, "threads": threads, "device": device,
+        "time_budget": budget_seconds,
     }
     if resume and config_file is None and preset is None:
         config = read_run_config(out).replace(**overrides)
@@ -202,6 +301,7 @@ def _train(
     console.print(f"  {_describe(config)}", highlight=False)
 
     display = TrainDisplay()
+    display.header()
     try:
         with display.live:
             result = train(dataset, out, config, resume=resume, callback=display)

@@ -33,7 +33,7 @@ DEFAULT_EASE_REGULARISATION_GRID: tuple[float, ...] = (
 
 
 #: Above this many movies the Gram matrix is inverted in float32 (half the time and memory).
-FLOAT32_ABOVE = 5000
+FLOAT32_ABOVE = 2000
 
 
 def _spd_inverse(gram: np.ndarray, ridge: float) -> np.ndarray:
@@ -51,6 +51,13 @@ def _spd_inverse(gram: np.ndarray, ridge: float) -> np.ndarray:
         raise np.linalg.LinAlgError(f"inverse failed (potri info {info})")
     lower = np.tril(inverse)
     return (lower + np.tril(inverse, -1).T).astype(np.float64, copy=False)
+
+
+def gram_matrix(matrix: sp.spmatrix) -> np.ndarray:
+    """``XᵀX`` of the binary rated/not-rated matrix ``X`` of ``matrix``: dense
+    ``(n_movies, n_movies)`` co-rating counts."""
+    x = _binary(matrix)
+    return (x.T @ x).toarray()
 
 
 def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
@@ -80,14 +87,15 @@ class EASE:
         self.n_movies = 0
         self._train: sp.csr_matrix | None = None
 
-    def fit(self, train: sp.spmatrix) -> EASE:
+    def fit(self, train: sp.spmatrix, gram: np.ndarray | None = None) -> EASE:
         """Learn ``B`` from ``train`` ``(n_users, n_movies)`` (only which entries are stored
-        matters); returns ``self``."""
+        matters); returns ``self``. ``gram`` is :func:`gram_matrix` of ``train`` when the
+        caller has it already (fitting several λ on one matrix); it is not modified."""
         x = _binary(train)
         if x.nnz == 0:
             raise ValueError("cannot fit EASE on an empty training matrix")
         self.n_users, self.n_movies = x.shape
-        p = _spd_inverse((x.T @ x).toarray(), self.regularisation)
+        p = _spd_inverse(gram_matrix(x) if gram is None else gram, self.regularisation)
         b = -p / np.diag(p)[None, :]
         b[np.diag_indices_from(b)] = 0.0
         self.weights = b.astype(np.float32)
@@ -140,8 +148,9 @@ class EASE:
         if relevant.nnz == 0:
             raise ValueError("cannot choose λ: no relevant validation ratings")
         scores: dict[float, float] = {}
+        gram = gram_matrix(train)
         for lam in grid:
-            model = cls(lam).fit(train)
+            model = cls(lam).fit(train, gram)
             scores[float(lam)] = ranking_ndcg(model.score_users, train, relevant, k)
         best = max(scores, key=lambda lam: (scores[lam], -lam))
         return best, scores

@@ -16,8 +16,10 @@ from aerec.train.events import (
     BatchFinished,
     Callback,
     EpochFinished,
+    MemberStarted,
     RunFinished,
     RunStarted,
+    StageStarted,
     TrainEvent,
 )
 from aerec.train.metrics_log import EpochMetrics
@@ -31,8 +33,10 @@ __all__ = [
     "EpochFinished",
     "EpochMetrics",
     "IncompatibleResume",
+    "MemberStarted",
     "RunFinished",
     "RunStarted",
+    "StageStarted",
     "TrainEvent",
     "TrainResult",
     "Trainer",

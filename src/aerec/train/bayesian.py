@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +41,10 @@ from aerec.model.kernels import (
     sparse_dense_kernel,
 )
 from aerec.train.batching import union_rows
+from aerec.train.budget import BudgetReport, Deadline, EpochClock
 from aerec.train.checkpoint import TrainingStats, build_payload, read_payload, save_checkpoint
-from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted
-from aerec.train.finish import choose_ranking, with_ranking
+from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted, StageStarted
+from aerec.train.finish import choose_ranking, ranking_seconds, with_ranking
 from aerec.train.metrics_log import EpochMetrics, plot_learning_curve, write_metrics_csv
 
 #: Normal–Wishart hyperprior: β₀ (prior mean's strength); ν₀ = d and W₀ = I, μ₀ = 0.
@@ -56,7 +58,8 @@ class GibbsSampler:
     """The state of one chain over a CSR ``(n_users, n_movies)`` rating matrix."""
 
     def __init__(self, ratings: sp.csr_matrix, factors: int, noise_precision: float,
-                 seed: int, noise_scales: float = 0.0, audience_prior: bool = False) -> None:
+                 seed: int, noise_scales: float = 0.0, audience_prior: bool = False,
+                 init_scale: float = 0.1) -> None:
         ratings = ratings.tocsr()
         self.rng = np.random.default_rng(seed)
         self.factors, self.alpha = int(factors), float(noise_precision)
@@ -65,8 +68,8 @@ class GibbsSampler:
         self.by_user = _arrays(ratings, self.mean)
         self.by_movie = _arrays(ratings.T.tocsr(), self.mean)
         n_users, n_movies = ratings.shape
-        self.users = 0.1 * self.rng.standard_normal((n_users, self.factors))
-        self.movies = 0.1 * self.rng.standard_normal((n_movies, self.factors))
+        self.users = init_scale * self.rng.standard_normal((n_users, self.factors))
+        self.movies = init_scale * self.rng.standard_normal((n_movies, self.factors))
         self.user_prior = (np.zeros(self.factors), np.eye(self.factors))
         self._user_counts = np.diff(self.by_user[0])
         self._movie_counts = np.diff(self.by_movie[0])
@@ -244,37 +247,65 @@ def _wishart(rng: np.random.Generator, scale: np.ndarray, dof: float) -> np.ndar
     return la @ la.T
 
 
-def thinning(config: TrainConfig) -> int:
-    """Keep every this many sweeps after the burn-in (``kept_samples`` over the budget)."""
-    return max(1, math.ceil((config.epochs - config.burn_in) / config.kept_samples))
+def thinning(config: TrainConfig, sweeps: int | None = None, burn_in: int | None = None) -> int:
+    """Keep every this many sweeps after the burn-in (``kept_samples`` over the ``sweeps``
+    planned, by default ``config.epochs``)."""
+    sweeps = config.epochs if sweeps is None else sweeps
+    burn_in = config.burn_in if burn_in is None else burn_in
+    return max(1, math.ceil((sweeps - burn_in) / config.kept_samples))
+
+
+@dataclass
+class Chain:
+    """What :func:`run_chain` did: per-sweep metrics, the selected sweep (lowest validation
+    RMSE of the running posterior mean after the burn-in; the last sweep without validation
+    ratings), that sweep's kept samples, and whether the deadline ended it."""
+
+    history: list[EpochMetrics]
+    best_sweep: int
+    samples: list
+    burn_in: int
+    out_of_time: bool = False
 
 
 def run_chain(
     config: TrainConfig, train: sp.csr_matrix, validation: sp.csr_matrix | None, sweeps: int,
-    clip: tuple[float, float], on_sweep=None,
-) -> tuple[list[EpochMetrics], int, list]:
-    """Run ``sweeps`` sweeps (fewer if early stopping triggers). Returns the per-sweep metrics,
-    the selected sweep (lowest validation RMSE of the running posterior mean after the burn-in;
-    the last sweep without validation ratings) and that sweep's kept samples."""
+    clip: tuple[float, float], on_sweep=None, deadline: Deadline | None = None,
+) -> Chain:
+    """Run ``sweeps`` sweeps (fewer if early stopping triggers, or when the next sweep would
+    not end before ``deadline``).
+
+    Under a deadline the chain is planned after its first sweep: the sweeps that fit decide
+    the burn-in (at most a fifth of them, never more than ``config.burn_in``) and the thinning,
+    so ``kept_samples`` samples are spread over the sweeps the budget allows."""
     sampler = GibbsSampler(train, config.factors, config.noise_precision, config.seed,
-                           config.noise_scales, config.audience_prior)
+                           config.noise_scales, config.audience_prior, config.init_scale)
     has_validation = validation is not None and validation.nnz > 0
     truth = validation.data.astype(np.float64) if has_validation else None
     train_truth = train.data.astype(np.float64)
-    thin = thinning(config)
+    clock = EpochClock(deadline)
+    burn_in, thin = config.burn_in, thinning(config, sweeps)
     kept: deque = deque(maxlen=config.kept_samples)
     running, averaged = None, 0
     history: list[EpochMetrics] = []
     best_sweep, best_rmse, best_kept, bad = 0, math.inf, [], 0
+    out_of_time = False
     for sweep in range(1, sweeps + 1):
+        if not clock.next_fits():
+            out_of_time = True
+            break
+        if sweep == 2 and clock.deadline.limited:
+            planned = min(sweeps, 1 + clock.affordable(sweeps))
+            burn_in = min(config.burn_in, max(1, planned // 5))
+            thin = thinning(config, planned, burn_in)
         start = time.perf_counter()
         sampler.sweep()
         fitted = sampler.predict(train) - train_truth
         train_loss = float(np.mean(fitted**2))
         train_rmse = float(np.sqrt(np.mean((np.clip(fitted + train_truth, *clip) - train_truth)
                                            ** 2)))
-        sampled = sweep > config.burn_in
-        if sampled and (sweep - config.burn_in - 1) % thin == 0:
+        sampled = sweep > burn_in
+        if sampled and (sweep - burn_in - 1) % thin == 0:
             kept.append(sampler.sample())
         val_loss = val_rmse = math.nan
         if has_validation:
@@ -287,6 +318,7 @@ def run_chain(
             val_rmse = float(np.sqrt(np.mean((np.clip(predicted, *clip) - truth) ** 2)))
         metrics = EpochMetrics(sweep, train_loss, train_rmse, val_loss, val_rmse,
                                time.perf_counter() - start, math.nan)
+        clock.record(metrics.seconds)
         history.append(metrics)
         improved = sampled and (not has_validation or val_rmse < best_rmse)
         if improved:
@@ -297,7 +329,9 @@ def run_chain(
             on_sweep(metrics, best_sweep or sweep, improved)
         if has_validation and config.patience and bad >= config.patience:
             break
-    return history, best_sweep, best_kept
+    if not best_kept:  # stopped (by the deadline) before any sample: keep the last state
+        best_sweep, best_kept = len(history), [sampler.sample()]
+    return Chain(history, best_sweep, best_kept, burn_in, out_of_time)
 
 
 def model_from_samples(
@@ -314,11 +348,15 @@ def model_from_samples(
 
 def train_bayesian(
     config: TrainConfig, ds, splits, dataset_info: dict, out_dir: Path, resume: bool,
-    callback: Callback | None, start_time: float,
+    callback: Callback | None, start_time: float, deadline: Deadline | None = None,
 ):
     """Run the chain, select the sweep on validation, optionally refit and add a ranking head;
     write ``config.toml``, ``metrics.csv``, ``learning_curve.png``, ``best.pt``, ``last.pt``
-    (and ``selected.pt`` with ``refit``). Returns a :class:`~aerec.train.run.TrainResult`."""
+    (and ``selected.pt`` with ``refit``). Returns a :class:`~aerec.train.run.TrainResult`.
+
+    Under a ``deadline`` the selection chain gets half of the time (all of it without a
+    refit) after keeping back what the ranking head is expected to cost; the refit chain
+    runs the selected number of sweeps or as many as fit before the deadline."""
     from aerec.train.run import (
         BEST_FILE,
         CONFIG_FILE,
@@ -330,6 +368,7 @@ def train_bayesian(
         _min,
     )
 
+    deadline = deadline or Deadline()
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {name: out_dir / name for name in (CONFIG_FILE, METRICS_FILE, CURVE_FILE,
                                                BEST_FILE, LAST_FILE, SELECTED_FILE)}
@@ -341,12 +380,13 @@ def train_bayesian(
     baseline_val_rmse = (
         float(np.sqrt(np.mean((truth - stats.global_mean) ** 2))) if has_validation else math.nan
     )
+    out_of_time = False
 
     if resume and paths[LAST_FILE].is_file():  # a finished run: report it as it stands
         saved = read_payload(paths[LAST_FILE])
         history = [EpochMetrics.from_dict(h) for h in saved["best"]["sweeps"]]
         best_sweep = int(saved["epoch"])
-        notes = {k: v for k, v in saved["best"].items() if k in ("refit", "ranking")}
+        notes = {k: v for k, v in saved["best"].items() if k in ("refit", "ranking", "budget")}
     else:
         config.save_toml(paths[CONFIG_FILE])
         if callback is not None:
@@ -360,20 +400,38 @@ def train_bayesian(
             if callback is not None:
                 callback(EpochFinished(metrics, best, improved))
 
-        history, best_sweep, samples = run_chain(
-            config, splits.train, splits.validation, config.epochs, clip, on_sweep
-        )
-        selected = model_from_samples(
-            samples, float(splits.train.data.mean()), config, ds.n_movies, clip
-        )
         notes: dict = {}
+        report = BudgetReport(config.time_budget) if deadline.limited else None
+        ranking_wanted = config.ranking == "ease" and has_validation
+        reserve = (ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users)
+                   if ranking_wanted and deadline.limited else 0.0)
+        refitting = config.refit and has_validation
+        chain = run_chain(
+            config, splits.train, splits.validation, config.epochs, clip, on_sweep,
+            deadline.share(0.5 if refitting else 1.0, reserve),
+        )
+        history, best_sweep = chain.history, chain.best_sweep
+        out_of_time = chain.out_of_time
+        if report is not None:
+            report.trained.append(
+                f"{len(history)} of {config.epochs} sweeps"
+                + (" (the budget ended the chain)" if chain.out_of_time else "")
+                + f", burn-in {chain.burn_in}"
+            )
+        selected = model_from_samples(
+            chain.samples, float(splits.train.data.mean()), config, ds.n_movies, clip
+        )
         ranking = None
-        if config.ranking == "ease" and has_validation:
+        if ranking_wanted and not deadline.allows(reserve * 0.5):
+            report.skipped.append("the EASE ranking head (no time left to choose it)")
+            ranking_wanted = False
+        if ranking_wanted:
+            if callback is not None:
+                callback(StageStarted("ranking head", "EASE λ and blend weight on validation"))
             lam, alpha, notes["ranking"] = choose_ranking(
                 config, selected, splits.train, splits.validation, scale.relevance_threshold()
             )
             ranking = (lam, alpha)
-        refitting = config.refit and has_validation
         # what the refit trains on and the ranking head reads: all non-test ratings
         known = (union_rows(splits.train, splits.validation)
                  if refitting or ranking is not None else None)
@@ -390,16 +448,42 @@ def train_bayesian(
             )
 
         final, final_stats = selected, stats
+        # a refit worth running: the sweeps that fit must get past the burn-in
+        sweep_seconds = max(m.seconds for m in history[-3:]) * known.nnz / max(
+            splits.train.nnz, 1) if refitting else 0.0
+        fit_seconds = reserve * 0.25 if ranking is not None else 0.0
+        if refitting and not deadline.allows((chain.burn_in + 2) * sweep_seconds + fit_seconds):
+            report.skipped.append(
+                f"the refit on training + validation ratings (needs ~{best_sweep} sweeps of "
+                f"~{sweep_seconds:.1f} s; {deadline.remaining():.0f} s left)"
+            )
+            refitting = False
         if refitting:
             save_checkpoint(payload("selected", selected, stats), paths[SELECTED_FILE])
-            _, _, samples = run_chain(config, known, None, best_sweep, clip)
+            if callback is not None:
+                callback(StageStarted(
+                    "refit", f"up to {best_sweep} sweeps on training + validation ratings"))
+            refit_chain = run_chain(
+                config.replace(burn_in=chain.burn_in), known, None, best_sweep, clip,
+                deadline=deadline.share(1.0, fit_seconds),
+            )
             final = model_from_samples(
-                samples, float(known.data.mean()), config, ds.n_movies, clip
+                refit_chain.samples, float(known.data.mean()), config, ds.n_movies, clip
             )
             final_stats = TrainingStats.from_matrix(known)
-            notes["refit"] = {"epochs": best_sweep, "train_ratings": int(known.nnz)}
+            done = len(refit_chain.history)
+            notes["refit"] = {"epochs": done, "train_ratings": int(known.nnz)}
+            if report is not None:
+                report.trained.append(
+                    f"refit: {done} of {best_sweep} sweeps on training + validation ratings"
+                    + (" (the budget ended it)" if refit_chain.out_of_time else "")
+                )
+            out_of_time = out_of_time or refit_chain.out_of_time
         if ranking is not None:
             final = with_ranking(final, known, *ranking)
+        if report is not None:
+            report.seconds_used = time.perf_counter() - start_time
+            notes["budget"] = report.to_dict()
         final_payload = payload("best", final, final_stats, {**notes, "finished": True})
         save_checkpoint(final_payload, paths[BEST_FILE])
         save_checkpoint({**final_payload, "kind": "last"}, paths[LAST_FILE])
@@ -413,8 +497,8 @@ def train_bayesian(
         best_train_rmse=_min([m.train_rmse for m in history]),
         best_val_loss=history[best_i].val_loss, best_val_rmse=history[best_i].val_rmse,
         baseline_val_rmse=baseline_val_rmse, seconds=time.perf_counter() - start_time,
-        stopped_early=len(history) < config.epochs, warnings=[], history=history,
-        batches_per_epoch=1, config_path=paths[CONFIG_FILE],
+        stopped_early=len(history) < config.epochs and not out_of_time, warnings=[],
+        history=history, batches_per_epoch=1, config_path=paths[CONFIG_FILE],
         metrics_path=paths[METRICS_FILE], curve_path=paths[CURVE_FILE],
         best_checkpoint=paths[BEST_FILE], last_checkpoint=paths[LAST_FILE],
         selected_checkpoint=(

@@ -30,10 +30,16 @@ from scipy.optimize import nnls
 from aerec.config import PRESETS, ConfigError, TrainConfig, resolve_config, write_text_atomic
 from aerec.model.ensemble import Ensemble
 from aerec.train.batching import union_rows
+from aerec.train.budget import BudgetReport, Deadline
 from aerec.train.checkpoint import TrainingStats, build_payload, load_checkpoint, save_checkpoint
-from aerec.train.events import Callback, RunFinished
-from aerec.train.finish import choose_ranking, validation_predictions, with_ranking
-from aerec.train.metrics_log import EpochMetrics, write_metrics_csv
+from aerec.train.events import Callback, MemberStarted, RunFinished, StageStarted
+from aerec.train.finish import (
+    choose_ranking,
+    ranking_seconds,
+    validation_predictions,
+    with_ranking,
+)
+from aerec.train.metrics_log import EpochMetrics, plot_member_curves
 from aerec.train.trainer import oriented
 
 #: Settings an ensemble imposes on every member (the data split and how to run).
@@ -67,7 +73,7 @@ def _slug(name: str) -> str:
 
 def train_ensemble(
     config: TrainConfig, ds, splits, dataset_info: dict, out_dir: Path, resume: bool,
-    callback: Callback | None, start_time: float,
+    callback: Callback | None, start_time: float, deadline: Deadline | None = None,
 ):
     """Train every member, then write the ensemble's ``best.pt`` / ``last.pt`` (identical),
     ``config.toml``, ``members.csv`` and a one-row ``metrics.csv``. Returns a
@@ -86,13 +92,32 @@ def train_ensemble(
     config.save_toml(out_dir / CONFIG_FILE)
     scale = ds.scale
     clip = (scale.minimum, scale.maximum)
-    results = []
+    deadline = deadline or Deadline()
+    report = BudgetReport(config.time_budget) if deadline.limited else None
+    # under a budget each member gets an equal share of what is left when it starts, after
+    # the ensemble's own ranking head is kept back
+    reserve = (ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users)
+               if config.ranking == "ease" and deadline.limited else 0.0)
+    results, names = [], []
     for number, name in enumerate(config.members, start=1):
         run_dir = out_dir / MEMBERS_DIR / f"{number}-{_slug(name)}"
-        results.append(train(
+        left = len(config.members) - number + 1
+        if results and not deadline.allows(reserve + 1.0):
+            report.skipped.append(f"member {name} (no time left)")
+            continue
+        if callback is not None:
+            callback(MemberStarted(number, len(config.members), name, run_dir))
+        result = train(
             ds, run_dir, member_config(name, config),
             resume=(run_dir / LAST_FILE).is_file(), callback=callback,
-        ))
+            deadline=deadline.share(1.0 / left, reserve),
+        )
+        results.append(result)
+        names.append(name)
+        if report is not None:
+            budget = result.notes.get("budget", {})
+            report.trained += [f"{name}: {t}" for t in budget.get("trained", [])]
+            report.skipped += [f"{name}: {t}" for t in budget.get("skipped", [])]
     selected = [_rating_model(load_checkpoint(r.selected_checkpoint).model) for r in results]
     item_rows = None
     for model in selected:  # item models: movie codes from training ratings only (honest)
@@ -105,6 +130,8 @@ def train_ensemble(
     fitted = config.ensemble_weights == "fitted" and has_validation
     notes: dict = {"members": [str(r.run_dir) for r in results]}
     if has_validation:
+        if callback is not None:
+            callback(StageStarted("weights", f"{len(selected)} members on validation ratings"))
         truth = splits.validation.data.astype(np.float64)
         predictions = np.stack([  # known users by their trained rows, as the test is scored
             validation_predictions(m, splits.train, splits.validation, known=True)
@@ -127,13 +154,22 @@ def train_ensemble(
     refitted = config.refit and has_validation
     known = union_rows(splits.train, splits.validation)
     stats = TrainingStats.from_matrix(known if refitted else splits.train)
-    if config.ranking == "ease" and has_validation:
+    wants_ranking = config.ranking == "ease" and has_validation
+    if wants_ranking and not deadline.allows(reserve * 0.5):
+        report.skipped.append("the EASE ranking head (no time left to choose it)")
+        wants_ranking = False
+    if wants_ranking:
+        if callback is not None:
+            callback(StageStarted("ranking head", "EASE λ and blend weight on validation"))
         lam, alpha, notes["ranking"] = choose_ranking(
             config, selected_ensemble, splits.train, splits.validation,
             scale.relevance_threshold(),
         )
         final = with_ranking(final, known, lam, alpha)
     seconds = time.perf_counter() - start_time
+    if report is not None:
+        report.seconds_used = seconds
+        notes["budget"] = report.to_dict()
     metrics = EpochMetrics(1, math.nan, math.nan, val_rmse**2, val_rmse, seconds, math.nan)
     best = {**metrics.to_dict(), "bad_epochs": 0, "member_val_rmse": member_val,
             **_plain(notes)}
@@ -144,8 +180,12 @@ def train_ensemble(
     )
     save_checkpoint(payload, out_dir / BEST_FILE)
     save_checkpoint({**payload, "kind": "last"}, out_dir / LAST_FILE)
-    write_metrics_csv(out_dir / METRICS_FILE, [metrics])
-    _write_members(out_dir / MEMBERS_FILE, config.members, results, member_val, weights)
+    # no metrics.csv of its own (an ensemble has no epochs): members.csv, each member's
+    # metrics.csv, and one plot of the members' validation curves
+    (out_dir / METRICS_FILE).unlink(missing_ok=True)
+    _write_members(out_dir / MEMBERS_FILE, names, results, member_val, weights)
+    plot_member_curves(out_dir / CURVE_FILE, {n: r.history for n, r in zip(names, results)},
+                       title="members' validation RMSE")
     result = TrainResult(
         run_dir=out_dir, config=config, best_epoch=1, epochs_completed=1,
         best_train_loss=math.nan, best_train_rmse=math.nan, best_val_loss=val_rmse**2,
@@ -154,9 +194,14 @@ def train_ensemble(
         seconds=seconds, stopped_early=False,
         warnings=[w for r in results for w in r.warnings], history=[metrics],
         batches_per_epoch=0, config_path=out_dir / CONFIG_FILE,
-        metrics_path=out_dir / METRICS_FILE, curve_path=out_dir / CURVE_FILE,
+        metrics_path=out_dir / MEMBERS_FILE, curve_path=out_dir / CURVE_FILE,
         best_checkpoint=out_dir / BEST_FILE, last_checkpoint=out_dir / LAST_FILE,
-        selected_checkpoint=out_dir / BEST_FILE, notes=notes,
+        selected_checkpoint=out_dir / BEST_FILE,
+        notes={**notes, "member_summary": [
+            {"name": n, "val_rmse": float(v), "weight": float(w), "best_epoch": r.best_epoch,
+             "epochs": r.epochs_completed, "seconds": r.seconds}
+            for n, r, v, w in zip(names, results, member_val, weights)
+        ]},
     )
     if callback is not None:
         callback(RunFinished(result))

@@ -32,6 +32,25 @@ class RunStarted:
 
 
 @dataclass(frozen=True)
+class MemberStarted:
+    """An ensemble starts training member ``number`` of ``members`` (its own run follows:
+    ``RunStarted`` … ``RunFinished``), named by its preset or file."""
+
+    number: int
+    members: int
+    name: str
+    run_dir: Path
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    """A run moves on to a later stage: ``"refit"``, ``"ranking head"``, ``"weights"``."""
+
+    stage: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
 class BatchFinished:
     """After each optimiser step; ``loss`` is the batch's masked MSE."""
 
@@ -57,5 +76,7 @@ class RunFinished:
     result: object
 
 
-TrainEvent = RunStarted | BatchFinished | EpochFinished | RunFinished
+TrainEvent = (
+    RunStarted | MemberStarted | StageStarted | BatchFinished | EpochFinished | RunFinished
+)
 Callback = Callable[[TrainEvent], None]

@@ -134,6 +134,36 @@ def plot_learning_curve(path: Path, history: list[EpochMetrics], title: str = ""
         ax.legend()
     if title:
         figure.suptitle(title)
+    _save_png(figure, path)
+
+
+def plot_member_curves(
+    path: Path, curves: dict[str, list[EpochMetrics]], title: str = ""
+) -> None:
+    """An ensemble's learning curves: each member's validation RMSE against its epochs (or
+    sweeps), one line per member; PNG, atomic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 4), dpi=100)
+    ax = figure.add_subplot(1, 1, 1)
+    for name, history in curves.items():
+        values = [m.val_rmse for m in history]
+        if any(math.isfinite(v) for v in values):
+            ax.plot([m.epoch for m in history], values, label=name)
+    ax.set_xlabel("epoch (sweep for Bayesian MF)")
+    ax.set_ylabel("validation RMSE (clipped)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    _save_png(figure, path)
+
+
+def _save_png(figure, path: Path) -> None:
+    """Lay out ``figure`` and write it to ``path`` atomically (temporary file, rename)."""
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)

@@ -35,6 +35,7 @@ from aerec.config import TrainConfig
 from aerec.data.splits import make_splits
 from aerec.data.store import PreparedDataset, load_dataset
 from aerec.train.batching import union_rows
+from aerec.train.budget import BudgetReport, Deadline, EpochClock
 from aerec.train.checkpoint import (
     TrainingStats,
     build_payload,
@@ -44,10 +45,11 @@ from aerec.train.checkpoint import (
 )
 from aerec.train.diagnostics import training_warnings
 from aerec.train.errors import IncompatibleResume, TrainingDiverged
-from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted
+from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted, StageStarted
 from aerec.train.finish import (
     base_fold_in_l2,
     choose_ranking,
+    ranking_seconds,
     refit,
     select_fold_in_scale,
     with_ranking,
@@ -65,7 +67,7 @@ SELECTED_FILE = "selected.pt"
 #: Settings that may change when a run is resumed; all others must match the saved run.
 RESUMABLE_FIELDS = frozenset({
     "epochs", "steps", "patience", "threads", "device", "divergence_factor", "refit",
-    "fold_in_scale", "checkpoint_seconds",
+    "fold_in_scale", "checkpoint_seconds", "time_budget",
 })
 
 
@@ -151,6 +153,7 @@ def train(
     *,
     resume: bool = False,
     callback: Callback | None = None,
+    deadline: Deadline | None = None,
 ) -> TrainResult:
     """Train an autoencoder on a prepared dataset and write the run directory ``out_dir``.
 
@@ -162,6 +165,11 @@ def train(
     Raises ``FileExistsError`` when ``out_dir`` already holds a run and ``resume`` is False,
     :class:`TrainingDiverged` when the loss blows up (the last good checkpoint is kept),
     :class:`IncompatibleResume` when resuming with another configuration or dataset.
+
+    With ``config.time_budget`` (seconds) the whole call, loading the data included, is
+    planned to end within it (:mod:`aerec.train.budget`); ``deadline`` is the caller's own
+    limit (an ensemble's share for one member), which takes precedence. ``model = "auto"``
+    is planned into a concrete configuration first (:mod:`aerec.train.auto`).
     """
     start_time = time.perf_counter()
     out_dir = Path(out_dir)
@@ -183,6 +191,8 @@ def train(
             "--out"
         )
     config = config or TrainConfig()
+    if deadline is None:
+        deadline = Deadline.after(config.time_budget, start=start_time)
 
     ds = dataset if isinstance(dataset, PreparedDataset) else load_dataset(dataset)
     splits = make_splits(
@@ -211,6 +221,13 @@ def train(
                     f"{before[key]} then, {dataset_info[key]} now)"
                 )
 
+    if config.model == "auto":
+        from aerec.train.auto import describe, plan
+
+        config = plan(config, ds.n_users, ds.n_movies, int(splits.train.nnz),
+                      seconds=deadline.remaining())
+        if callback is not None:
+            callback(StageStarted("auto", describe(config)))
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads or available_cores())
     try:
@@ -218,22 +235,26 @@ def train(
             from aerec.train.ensemble import train_ensemble
 
             return train_ensemble(
-                config, ds, splits, dataset_info, out_dir, resume, callback, start_time
+                config, ds, splits, dataset_info, out_dir, resume, callback, start_time,
+                deadline,
             )
         if config.model == "bayesian-mf":
             from aerec.train.bayesian import train_bayesian
 
             return train_bayesian(
-                config, ds, splits, dataset_info, out_dir, resume, callback, start_time
+                config, ds, splits, dataset_info, out_dir, resume, callback, start_time,
+                deadline,
             )
         return _run(
-            config, ds, splits, dataset_info, out_dir, saved, callback, start_time
+            config, ds, splits, dataset_info, out_dir, saved, callback, start_time, deadline
         )
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time) -> TrainResult:
+def _run(
+    config, ds, splits, dataset_info, out_dir, saved, callback, start_time, deadline=None,
+) -> TrainResult:
     device = resolve_device(config.device)
     scale = ds.scale
     clip = (scale.minimum, scale.maximum)
@@ -297,9 +318,20 @@ def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time)
 
     best_pending: dict | None = None  # best epoch not yet written (checkpoint_seconds > 0)
     last_saved = time.perf_counter()
+    # under a budget: with a refit the selection run gets half of the time (the refit needs
+    # about as long), and the ranking head's expected cost is kept back
+    deadline = deadline or Deadline()
+    report = BudgetReport(config.time_budget) if deadline.limited else None
+    reserve = (ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users)
+               if config.ranking == "ease" and deadline.limited else 0.0)
+    clock = EpochClock(deadline.share(0.5 if config.refit and has_validation else 1.0, reserve))
+    out_of_time = False
 
     try:
         while trainer.epoch < trainer.total_epochs and not stop_early():
+            if not clock.next_fits():
+                out_of_time = True
+                break
             epoch_start = time.perf_counter()
             lr = trainer.lr
             try:
@@ -338,6 +370,7 @@ def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time)
                 save_checkpoint(payload("last", best, with_state=True), last_path)
                 write_metrics_csv(paths[METRICS_FILE], history)
                 last_saved = now
+            clock.record(time.perf_counter() - epoch_start)
             if callback is not None:
                 callback(EpochFinished(metrics, history[best_i].epoch, improved))
     finally:
@@ -346,14 +379,28 @@ def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time)
 
     best_i = best_index(history)
     stopped_early = stop_early() and trainer.epoch < trainer.total_epochs
+    if out_of_time and history:  # the budget ended the loop, perhaps between two saves
+        if best_pending is not None:
+            save_checkpoint(payload("best", best_pending, with_state=False), best_path)
+        save_checkpoint(payload("last", {**history[best_i].to_dict(), "bad_epochs": bad_epochs},
+                                with_state=True), last_path)
+        write_metrics_csv(paths[METRICS_FILE], history)
+    if report is not None:
+        report.trained.append(
+            f"{trainer.epoch} of {trainer.total_epochs} epochs"
+            + (" (the budget ended training)" if out_of_time else "")
+        )
     notes: dict = {}
     selected_path = out_dir / SELECTED_FILE
     if finishing and has_validation and history:
         notes = _finish(
             config, ds, splits, history, best_i, known, out_dir, device, payload_args={
                 "dataset_info": dataset_info, "stats": stats, "scale": scale,
-            },
+            }, deadline=deadline, report=report, callback=callback,
         )
+    if report is not None:
+        report.seconds_used = time.perf_counter() - start_time
+        notes["budget"] = report.to_dict()
     result = TrainResult(
         run_dir=out_dir,
         config=config,
@@ -388,6 +435,8 @@ def _run(config, ds, splits, dataset_info, out_dir, saved, callback, start_time)
 def _finish(
     config: TrainConfig, ds: PreparedDataset, splits, history: list[EpochMetrics], best_i: int,
     known, out_dir: Path, device: torch.device, payload_args: dict,
+    deadline: Deadline | None = None, report: BudgetReport | None = None,
+    callback: Callback | None = None,
 ) -> dict:
     """End of a run, all choices on the validation split: an item model's fold-in penalty;
     the ranking head's λ and blend weight; then (``refit``) the selected recipe retrained on
@@ -414,8 +463,16 @@ def _finish(
             )
             model.set_fold_in_l2(multiple * base)
             notes["fold_in"] = {"scale": multiple, "validation_rmse": grid}
+    deadline = deadline or Deadline()
     ranking = None
-    if config.ranking == "ease":
+    ranking_cost = ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users)
+    wants_ranking = config.ranking == "ease"
+    if wants_ranking and not deadline.allows(ranking_cost * 0.5):
+        report.skipped.append("the EASE ranking head (no time left to choose it)")
+        wants_ranking = False
+    if wants_ranking:
+        if callback is not None:
+            callback(StageStarted("ranking head", "EASE λ and blend weight on validation"))
         lam, alpha, ranking_notes = choose_ranking(
             config, model, splits.train, splits.validation, scale.relevance_threshold()
         )
@@ -437,9 +494,20 @@ def _finish(
     selected_best.update(_plain(notes))
     stats = payload_args["stats"]
     final = model
-    if config.refit:
+    epochs = history[best_i].epoch
+    refit_seconds = sum(m.seconds for m in history[:epochs]) * known.nnz / max(
+        splits.train.nnz, 1)
+    refitting = config.refit
+    if refitting and not deadline.allows(refit_seconds):
+        report.skipped.append(
+            f"the refit on training + validation ratings (needs ~{refit_seconds:.0f} s for "
+            f"{epochs} epochs; {deadline.remaining():.0f} s left)"
+        )
+        refitting = False
+    if refitting:
         save("selected", model, selected_best, stats, selected_path)
-        epochs = history[best_i].epoch
+        if callback is not None:
+            callback(StageStarted("refit", f"{epochs} epochs on training + validation ratings"))
         final = refit(
             config, known, history, epochs, n_movies=ds.n_movies, n_users=ds.n_users,
             clip=clip, device=device,
@@ -450,6 +518,8 @@ def _finish(
                 fold_in_l2=multiple * base_fold_in_l2(config, int(known.nnz)),
             )
         notes["refit"] = {"epochs": epochs, "train_ratings": int(known.nnz)}
+        if report is not None:
+            report.trained.append(f"refit: {epochs} epochs on training + validation ratings")
         stats = TrainingStats.from_matrix(known)
     elif ranking is not None:
         save("selected", model, selected_best, stats, selected_path)
