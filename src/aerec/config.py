@@ -51,8 +51,9 @@ class TrainConfig:
     #: scores users from their ratings like an encoder; it uses ``factors``,
     #: ``noise_precision``, ``noise_scales``, ``audience_prior``, ``burn_in``,
     #: ``kept_samples``, ``epochs`` (= sweeps), ``patience``, ``seed``, ``refit``,
-    #: ``clip_predictions`` and ``ranking``, and no optimiser settings; it trains on the CPU
-    #: (NumPy and a compiled kernel) whatever ``device`` says.
+    #: ``clip_predictions`` and ``ranking``, and no optimiser settings. On the CPU its row
+    #: draws are a compiled kernel; with ``device = "cuda"`` they are batched PyTorch
+    #: operations on the GPU (``aerec.train.gibbs_torch``), the rest of a sweep stays NumPy.
     model: str = "autoencoder"
     #: Wall-clock budget of the whole run in seconds (``aerec train --time-budget 10m``); 0 = no
     #: limit. Epochs, sweeps, ensemble members and refits are planned to fit it: an epoch is

@@ -296,6 +296,18 @@ def _train(
         config = read_run_config(out).replace(**overrides)
     else:
         config = resolve_config(preset, config_file, overrides)
+        model_options = sorted(
+            k for k, v in overrides.items()
+            if v is not None and k not in ("threads", "device", "seed", "time_budget")
+        )
+        if config.model == "auto" and model_options:
+            # auto plans its own models: a model setting would be silently ignored
+            raise typer.BadParameter(
+                f"{', '.join('--' + k.replace('_', '-') for k in model_options)} set(s) a "
+                "model's training, but the preset auto chooses its models itself; name the "
+                "model, e.g. --preset seed (the published autoencoder)",
+                param_hint="--preset",
+            )
     verb = "resuming" if resume else "training"
     console.print(f"[bold]{verb}[/] {dataset} → {out}", highlight=False)
     console.print(f"  {_describe(config)}", highlight=False)

@@ -88,7 +88,11 @@ def keep_masks(
     total = sum(counts)
     if total == 0:
         return [None] * len(counts)
-    seed = np.uint64(int(torch.randint(0, 2**63 - 1, (), generator=generator)))
+    # the draw happens on the generator's own device (a CUDA run's generator lives on the GPU)
+    seed = np.uint64(int(torch.randint(
+        0, 2**63 - 1, (), generator=generator,
+        device=generator.device if generator is not None else None,
+    )))
     work_dtype = dtype if dtype in (torch.float32, torch.float64) else torch.float32
     block = torch.empty(total, dtype=work_dtype)
     values = block.numpy()

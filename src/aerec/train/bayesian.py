@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
+import torch
 
 from aerec.config import TrainConfig
 from aerec.model.bayesian_mf import BayesianMF
@@ -46,6 +47,7 @@ from aerec.train.checkpoint import TrainingStats, build_payload, read_payload, s
 from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted, StageStarted
 from aerec.train.finish import choose_ranking, ranking_seconds, with_ranking
 from aerec.train.metrics_log import EpochMetrics, plot_learning_curve, write_metrics_csv
+from aerec.train.trainer import resolve_device
 
 #: Normal–Wishart hyperprior: β₀ (prior mean's strength); ν₀ = d and W₀ = I, μ₀ = 0.
 PRIOR_STRENGTH = 2.0
@@ -59,7 +61,7 @@ class GibbsSampler:
 
     def __init__(self, ratings: sp.csr_matrix, factors: int, noise_precision: float,
                  seed: int, noise_scales: float = 0.0, audience_prior: bool = False,
-                 init_scale: float = 0.1) -> None:
+                 init_scale: float = 0.1, device: str = "cpu") -> None:
         ratings = ratings.tocsr()
         self.rng = np.random.default_rng(seed)
         self.factors, self.alpha = int(factors), float(noise_precision)
@@ -71,6 +73,15 @@ class GibbsSampler:
         self.users = init_scale * self.rng.standard_normal((n_users, self.factors))
         self.movies = init_scale * self.rng.standard_normal((n_movies, self.factors))
         self.user_prior = (np.zeros(self.factors), np.eye(self.factors))
+        # on a GPU the row draws run as batched PyTorch operations (aerec.train.gibbs_torch);
+        # the noise still comes from this NumPy generator, so a chain is the same draw for draw
+        self._torch_rows = None
+        if torch.device(device).type != "cpu":
+            from aerec.train.gibbs_torch import TorchRows
+
+            dev = torch.device(device)
+            self._torch_rows = {id(arrays): TorchRows(*arrays, dev)
+                                for arrays in (self.by_user, self.by_movie)}
         self._user_counts = np.diff(self.by_user[0])
         self._movie_counts = np.diff(self.by_movie[0])
         # per-user and per-movie noise-precision scales (all 1 without ``noise_scales``), and
@@ -123,8 +134,12 @@ class GibbsSampler:
         vector for all rows or one per row."""
         noise = self.rng.standard_normal(out.shape)
         indptr, indices, values = arrays
-        draw(out, indptr, indices, values, weights, other, precision,
-             np.broadcast_to(_times(mean, precision.T), out.shape), self.alpha, noise)
+        shift = np.broadcast_to(_times(mean, precision.T), out.shape)
+        if self._torch_rows is not None:
+            self._torch_rows[id(arrays)].draw(out, weights, other, precision, shift, self.alpha,
+                                              noise)
+            return
+        draw(out, indptr, indices, values, weights, other, precision, shift, self.alpha, noise)
 
     def _draw_audience(self, mean: np.ndarray, precision: np.ndarray) -> None:
         """The audience prior's weights ``Γ`` (users × d) and precision ``λ``. Movie ``m``'s
@@ -279,7 +294,8 @@ def run_chain(
     the burn-in (at most a fifth of them, never more than ``config.burn_in``) and the thinning,
     so ``kept_samples`` samples are spread over the sweeps the budget allows."""
     sampler = GibbsSampler(train, config.factors, config.noise_precision, config.seed,
-                           config.noise_scales, config.audience_prior, config.init_scale)
+                           config.noise_scales, config.audience_prior, config.init_scale,
+                           device=str(resolve_device(config.device)))
     has_validation = validation is not None and validation.nnz > 0
     truth = validation.data.astype(np.float64) if has_validation else None
     train_truth = train.data.astype(np.float64)

@@ -76,8 +76,13 @@ def train_ensemble(
     callback: Callback | None, start_time: float, deadline: Deadline | None = None,
 ):
     """Train every member, then write the ensemble's ``best.pt`` / ``last.pt`` (identical),
-    ``config.toml``, ``members.csv`` and a one-row ``metrics.csv``. Returns a
-    :class:`~aerec.train.run.TrainResult` whose validation figures are the ensemble's."""
+    ``config.toml``, ``members.csv`` and ``learning_curve.png`` (the members' validation
+    curves). Returns a :class:`~aerec.train.run.TrainResult` whose validation figures are the
+    ensemble's.
+
+    Under a ``deadline`` each member gets an equal share of what is left when it starts
+    (after the ranking head's expected cost is kept back); members that no longer fit are
+    skipped and reported, and the ensemble is made of those that were trained."""
     from aerec.train.run import (
         BEST_FILE,
         CONFIG_FILE,
