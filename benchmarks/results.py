@@ -543,7 +543,13 @@ def main(argv: list[str] | None = None) -> None:
         "seconds": time.perf_counter() - began,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(rows, timings, meta))
+    text = render(rows, timings, meta)
+    # the time-to-quality section is benchmarks/time_to_quality.py's: keep it as it stands
+    start, end = "<!-- time-to-quality:start -->", "<!-- time-to-quality:end -->"
+    old = args.out.read_text() if args.out.is_file() else ""
+    if start in old and end in old:
+        text = text.rstrip("\n") + "\n\n" + old[old.index(start): old.index(end) + len(end)] + "\n"
+    args.out.write_text(text)
     print(f"wrote {args.out}")
 
 

@@ -35,9 +35,12 @@ def test_netflix_shapes_get_the_factorisation_sized_by_the_budget():
     short = plan(AUTO, 100_000, 4_499, 3_672_000, seconds=60)
     assert short.model == "bayesian-mf" and not short.members
     assert short.noise_scales > 0 and short.refit and short.factors == 16
-    assert short.ranking == "none"  # choosing EASE would eat the short budget
+    # choosing EASE's λ would eat the short budget: a fixed λ, only the blend weight chosen
+    assert short.ranking == "ease" and short.ease_regularisation > 0
+    tiny = plan(AUTO.replace(time_budget=10), 100_000, 4_499, 3_672_000, seconds=10)
+    assert tiny.ranking == "none"
     long = plan(AUTO.replace(time_budget=300), 100_000, 4_499, 3_672_000, seconds=300)
-    assert long.ranking == "ease"
+    assert long.ranking == "ease" and long.ease_regularisation == 0  # λ on validation
     hours = plan(AUTO.replace(time_budget=36_000), 100_000, 4_499, 3_672_000, seconds=36_000)
     assert hours.factors == 32
     netflix = plan(AUTO.replace(time_budget=3600), 480_189, 17_770, 72_000_000, seconds=3600)
@@ -55,7 +58,7 @@ def test_plan_keeps_the_callers_split_and_execution_settings():
 
 def test_an_auto_run_records_the_planned_configuration(lowrank_dir, tmp_path):
     stages = []
-    config = AUTO.replace(time_budget=5.0, threads=1)
+    config = AUTO.replace(time_budget=120.0, threads=1)  # ample: the tiny set takes seconds
     result = train(lowrank_dir, tmp_path / "auto", config,
                    callback=lambda e: stages.append(e) if isinstance(e, StageStarted) else None)
     assert stages[0].stage == "auto"

@@ -61,14 +61,14 @@ def test_auto_refuses_model_options_and_reads_a_time_budget(lowrank_dir, tmp_pat
                               "--time-budget", "ten minutes"])
     assert bad.exit_code == 2 and "is not a duration" in _flat(bad.output)
     ok = runner.invoke(app, ["train", str(lowrank_dir), "--out", str(tmp_path / "c"),
-                             "--time-budget", "20s", "--threads", "1"])
+                             "--time-budget", "2m", "--threads", "1"])
     assert ok.exit_code == 0, ok.output
     out = _flat(ok.output)
     # an ensemble run names each member and its stages, and sums up every member
     assert "auto: small data: the best ensemble" in out
     assert "member 1/3: item-denoising" in out and "member 3/3: audience-bayesian-mf" in out
     assert "ensemble of 3" in out and "validation RMSE" in out
-    assert "time budget 20s: used" in out
+    assert "time budget 2m: used" in out
     assert "metrics.csv" not in out.split("run directory")[1]  # only files that exist
     assert (tmp_path / "c" / "learning_curve.png").is_file()
 

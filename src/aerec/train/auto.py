@@ -25,7 +25,7 @@ work is done. The cost constants are wall-clock seconds measured on 2 cores (doc
 from __future__ import annotations
 
 from aerec.config import PRESETS, TrainConfig
-from aerec.train.finish import ranking_seconds
+from aerec.train.finish import ease_grid, ranking_seconds
 
 #: Budget when ``auto`` is given none.
 DEFAULT_BUDGET_SECONDS = 600.0
@@ -46,7 +46,9 @@ MIN_SWEEPS_FOR_32 = 400
 MAX_RANKING_MOVIES = 10_000
 #: …and when choosing it would take more than this share of the budget (short budgets go to
 #: the ratings; top-N lists then rank by predicted rating).
-MAX_RANKING_SHARE = 0.25
+MAX_RANKING_SHARE = 0.3
+#: With a short budget the head's λ is not chosen: it is this entry of the (scaled) grid.
+FIXED_LAMBDA_INDEX = 6
 
 
 def best_seconds(n_users: int, n_movies: int, train_ratings: int) -> float:
@@ -76,15 +78,21 @@ def plan(
     }
     if best_seconds(n_users, n_movies, train_ratings) <= BEST_BUDGET_SHARE * seconds:
         return PRESETS["best"].replace(**kept)
-    ranking = (n_movies <= MAX_RANKING_MOVIES and ranking_seconds(
-        train_ratings, n_movies, n_users) <= MAX_RANKING_SHARE * seconds)
-    chain_seconds = 0.5 * (seconds - (ranking_seconds(train_ratings, n_movies, n_users)
-                                      if ranking else 0.0))
+    # the ranking head: λ chosen on validation when that fits in the budget's share, else a
+    # fixed λ from the middle of the grid (only the blend weight chosen), else none
+    ranking, lam = "none", 0.0
+    for choose in (True, False):
+        cost = ranking_seconds(train_ratings, n_movies, n_users, choose_lambda=choose)
+        if n_movies <= MAX_RANKING_MOVIES and cost <= MAX_RANKING_SHARE * seconds:
+            ranking = "ease"
+            lam = 0.0 if choose else float(ease_grid(train_ratings)[FIXED_LAMBDA_INDEX])
+            break
+    chain_seconds = 0.5 * (seconds - (cost if ranking == "ease" else 0.0))
     factors = 32 if chain_seconds / sweep_seconds(train_ratings, 32) >= MIN_SWEEPS_FOR_32 else 16
     return PRESETS["robust-bayesian-mf"].replace(
         **kept, factors=factors, init_scale=0.3, epochs=5000, burn_in=50, kept_samples=64,
         patience=100, refit=True,
-        ranking="ease" if ranking else "none",
+        ranking=ranking, ease_regularisation=lam,
     )
 
 
@@ -92,8 +100,12 @@ def describe(config: TrainConfig) -> str:
     """What :func:`plan` chose, in words."""
     if config.members:
         return "small data: the best ensemble (" + ", ".join(config.members) + ")"
+    head = ""
+    if config.ranking == "ease":
+        head = (f", EASE ranking head (λ {config.ease_regularisation:g})"
+                if config.ease_regularisation else ", EASE ranking head (λ on validation)")
     return (f"large data: robust Bayesian MF with {config.factors} factors, sweeps to fill the "
-            "budget, refitted" + (", EASE ranking head" if config.ranking == "ease" else ""))
+            "budget, refitted" + head)
 
 
 __all__ = ["DEFAULT_BUDGET_SECONDS", "best_seconds", "describe", "plan", "sweep_seconds"]

@@ -186,12 +186,22 @@ def sample_user_rows(matrix: sp.csr_matrix, limit: int, seed: int) -> sp.csr_mat
     return sp.csr_matrix(sp.diags(keep.astype(matrix.dtype)) @ matrix)
 
 
-def ranking_seconds(train_ratings: int, n_movies: int, n_users: int) -> float:
+def ease_grid(train_ratings: int) -> tuple[float, ...]:
+    """The EASE λ tried for a ranking head: the default grid, scaled up with the data above a
+    million training ratings (the Gram matrix's entries grow with the number of users, so the
+    λ that balances them does too: on the 100,000-user Netflix shape the unscaled grid's
+    largest value won)."""
+    factor = max(1.0, train_ratings / 1e6)
+    return tuple(round(lam * factor) for lam in DEFAULT_EASE_REGULARISATION_GRID)
+
+
+def ranking_seconds(train_ratings: int, n_movies: int, n_users: int,
+                    choose_lambda: bool = True) -> float:
     """Expected seconds of :func:`choose_ranking` plus the head's final fit on 2 cores: a
     Gram matrix, then a Cholesky inverse (``n_movies³``) for each λ tried, and scoring the
     sampled validation users (their share of ``ratings × n_movies``). Constants measured on
     the generated Netflix shapes (docs/results.md); a time budget keeps this much back."""
-    fits = len(DEFAULT_EASE_REGULARISATION_GRID) + 2
+    fits = (len(DEFAULT_EASE_REGULARISATION_GRID) if choose_lambda else 1) + 2
     sampled = min(1.0, RANKING_SELECTION_USERS / max(n_users, 1))
     return (fits * (3e-11 * float(n_movies) ** 3
                     + 3e-10 * sampled * train_ratings * n_movies)
@@ -222,7 +232,8 @@ def choose_ranking(
     lam = config.ease_regularisation
     if not lam:
         lam, grid = EASE.select_regularisation(
-            train, validation, relevance_threshold=relevance_threshold
+            train, validation, ease_grid(int(train.nnz)),
+            relevance_threshold=relevance_threshold,
         )
         notes["ease_validation_ndcg"] = grid
     alpha = config.ranking_rating_weight
