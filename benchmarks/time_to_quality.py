@@ -233,9 +233,43 @@ def render(results: dict[str, dict]) -> str:
                      f"| — | {r['ease_ndcg']:.4f} |")
         if floor:
             lines.append(f"| generator's noise floor | | | {floor:.4f} | |")
-        lines.append("")
+        lines += ["", *checks(r), ""]
     lines.append(END)
     return "\n".join(lines)
+
+
+#: Targets of issue 11: (dataset, budget seconds) → largest allowed gap to the noise floor.
+FLOOR_GAPS = {("synth-100k", 300): 0.07, ("quarter", 900): 0.08}
+
+
+def checks(r: dict) -> list[str]:
+    """The issue's targets for this dataset, each with the measured figure (met or not)."""
+    out = []
+    floor = r.get("noise_floor")
+    svd_best = min(p["rmse"] for p in r["svd"]) if r["svd"] else math.nan
+    auto_worst = max(p["rmse"] for p in r["auto"]) if r["auto"] else math.nan
+    out.append(f"- every `auto` point below every Surprise `SVD` point: worst `auto` "
+               f"{auto_worst:.4f} vs best `SVD` {svd_best:.4f} — "
+               + ("met" if auto_worst < svd_best else "**missed**"))
+    for p in r["auto"]:
+        budget = p["time_budget"]
+        within = p["seconds"] <= 1.1 * budget
+        out.append(f"- budget {budget:.0f} s: the run took {p['seconds']:.0f} s "
+                   f"({'within' if within else '**over**'} 10 %)")
+        gap = FLOOR_GAPS.get((r["dataset"], int(budget)))
+        if gap is not None and floor:
+            met = p["rmse"] - floor <= gap
+            out.append(f"- budget {budget:.0f} s: test RMSE {p['rmse']:.4f} is "
+                       f"{p['rmse'] - floor:.4f} above the noise floor (target ≤ {gap}) — "
+                       + ("met" if met else "**missed**"))
+    if r["auto"]:
+        last = max(r["auto"], key=lambda p: p["time_budget"])
+        best_ranker = max(r["popularity_ndcg"], r.get("ease_ndcg", 0.0))
+        out.append(f"- NDCG@10 of `auto` at {last['time_budget']:.0f} s: {last['ndcg']:.4f} "
+                   f"against popularity {r['popularity_ndcg']:.4f} and EASE "
+                   f"{r.get('ease_ndcg', math.nan):.4f} — "
+                   + ("at least both" if last["ndcg"] >= best_ranker else "**below**"))
+    return out
 
 
 def write_section(section: str) -> None:

@@ -263,6 +263,16 @@ def union(*matrices: sp.csr_matrix) -> sp.csr_matrix:
 # --------------------------------------------------------------------------- the run
 
 
+def model_label(config: Any) -> str:
+    """A short name for what a run trained, for result tables: ``ensemble (3)``,
+    ``Bayesian MF``, ``autoencoder``."""
+    if getattr(config, "members", ()):
+        return f"ensemble ({len(config.members)})"
+    if getattr(config, "model", "") == "bayesian-mf":
+        return "Bayesian MF"
+    return "autoencoder"
+
+
 class AutoencoderScorer:
     """Adapts a trained autoencoder to the :class:`Scorer` protocol.
 
@@ -383,7 +393,7 @@ def evaluate_run(
             f"the run trained on {recorded}; this is not the dataset the run was trained on"
         )
     scale = ds.scale
-    ae = AutoencoderScorer(ckpt.model)
+    ae = AutoencoderScorer(ckpt.model, name=model_label(ckpt.config))
     scorers: list[Any] = [ae]
     kinds = ["model"]
     bias_notes: dict = {}

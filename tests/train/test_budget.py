@@ -91,3 +91,20 @@ def test_budget_plans_a_bayesian_chain_and_refit(lowrank_dir, tmp_path):
     assert 1 <= model.samples <= 8
     # the refit either ran (and says how many sweeps) or was skipped with a reason
     assert "refit" in stages or any("refit" in s for s in budget["skipped"])
+
+
+def test_an_ensemble_out_of_time_skips_the_members_left_and_says_so(lowrank_dir, tmp_path):
+    from .conftest import USER_MEMBER
+
+    member = tmp_path / "user.toml"
+    USER_MEMBER.replace(epochs=100_000).save_toml(member)
+    config = TrainConfig(members=(str(member), str(member), str(member)), threads=1,
+                         time_budget=1.0)
+    result = train(lowrank_dir, tmp_path / "ens", config)
+    budget = result.notes["budget"]
+    # the first member always trains (a run ends with a model); what did not fit is named
+    assert budget["trained"] and budget["trained"][0].startswith(str(member))
+    assert any(s.startswith("member ") for s in budget["skipped"])
+    model = load_checkpoint(result.best_checkpoint).model
+    assert 1 <= len(model.members) < 3
+    assert (tmp_path / "ens" / "members.csv").read_text().count("\n") == len(model.members) + 1
