@@ -242,7 +242,7 @@ def test_run_selects_refits_writes_and_resumes(lowrank_dir, tmp_path):
     assert again.best_val_rmse == pytest.approx(result.best_val_rmse)
 
     report = evaluate_run(result.run_dir)
-    assert report.result("autoencoder").rmse < report.result("global mean").rmse
+    assert report.result("Bayesian MF").rmse < report.result("global mean").rmse
 
 
 def test_same_seed_same_run(lowrank_dir, tmp_path):

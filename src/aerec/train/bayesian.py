@@ -87,17 +87,21 @@ class GibbsSampler:
         # per-user and per-movie noise-precision scales (all 1 without ``noise_scales``), and
         # each rating's weight γ_user γ_movie in by-user and in by-movie order
         self.user_scale, self.movie_scale = np.ones(n_users), np.ones(n_movies)
-        self._user_of = np.repeat(np.arange(n_users), self._user_counts)
+        # int32 where it fits: on all of Netflix every per-rating int64 array is 0.6 GB
+        index_type = np.int32 if max(ratings.shape) < 2**31 else np.int64
+        self._user_of = np.repeat(np.arange(n_users, dtype=index_type), self._user_counts)
         self._movie_of = self.by_user[1]
         self._weights = self._movie_weights = np.ones(ratings.nnz)
         if self.noise_scales > 0:
             # the by-movie position of each rating: entry k of ``by_movie`` is CSR entry
             # order[k]
             position = sp.csr_matrix(
-                (np.arange(1, ratings.nnz + 1, dtype=np.float64), ratings.indices,
+                (np.arange(1, ratings.nnz + 1, dtype=np.int64), ratings.indices,
                  ratings.indptr), shape=ratings.shape,
             )
-            self._movie_order = position.T.tocsr().data.astype(np.int64) - 1
+            order_type = np.int32 if ratings.nnz < 2**31 else np.int64
+            self._movie_order = (position.T.tocsr().data - 1).astype(order_type)
+            del position
         # the movies' audience prior: Z (movies × users), z_m = who rated m / √n_m
         self.audience = None
         if audience_prior:
@@ -179,6 +183,28 @@ class GibbsSampler:
         self._weights = self.user_scale[users] * self.movie_scale[movies]
         self._movie_weights = self._weights[self._movie_order]
 
+    def fit_errors(self, clip: tuple[float, float], chunk: int = 1 << 22) -> tuple[float, float]:
+        """This sample's (MSE, clipped RMSE) on its own training ratings, a bounded chunk of
+        users at a time (no per-rating array of the whole matrix is held)."""
+        indptr, indices, values = self.by_user
+        squared = clipped = 0.0
+        start, n = 0, len(indptr) - 1
+        while start < n:
+            end = int(np.searchsorted(indptr, indptr[start] + chunk, "right")) - 1
+            end = min(max(end, start + 1), n)
+            a, b = int(indptr[start]), int(indptr[end])
+            dots = np.empty(b - a)
+            if b > a:
+                sampled_dot_kernel()(dots, self.users[start:end], self.movies,
+                                     indptr[start:end + 1] - a, indices[a:b])
+            truth = values[a:b]  # centred ratings: prediction - truth = dots - truth
+            squared += float(np.dot(dots - truth, dots - truth))
+            error = np.clip(dots + self.mean, *clip) - (truth + self.mean)
+            clipped += float(np.dot(error, error))
+            start = end
+        count = max(len(values), 1)
+        return squared / count, math.sqrt(clipped / count)
+
     def _dots(self, indptr: np.ndarray, indices: np.ndarray) -> np.ndarray:
         """``u_r · v_c`` at each entry of a CSR pattern over (users, movies)."""
         out = np.empty(len(indices))
@@ -249,7 +275,10 @@ def conjugate_gradient(apply, rhs: np.ndarray, start: np.ndarray, steps: int) ->
 
 
 def _arrays(m: sp.csr_matrix, mean: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    return (m.indptr.astype(np.int64), m.indices.astype(np.int64),
+    """``(indptr int64, indices, centred float64 values)``; indices stay int32 when they fit
+    (the compiled kernels take either), which saves 0.6 GB a side on all of Netflix."""
+    index_type = np.int32 if m.shape[1] < 2**31 else np.int64
+    return (m.indptr.astype(np.int64), m.indices.astype(index_type),
             m.data.astype(np.float64) - mean)
 
 
@@ -298,7 +327,6 @@ def run_chain(
                            device=str(resolve_device(config.device)))
     has_validation = validation is not None and validation.nnz > 0
     truth = validation.data.astype(np.float64) if has_validation else None
-    train_truth = train.data.astype(np.float64)
     clock = EpochClock(deadline)
     burn_in, thin = config.burn_in, thinning(config, sweeps)
     kept: deque = deque(maxlen=config.kept_samples)
@@ -316,10 +344,7 @@ def run_chain(
             thin = thinning(config, planned, burn_in)
         start = time.perf_counter()
         sampler.sweep()
-        fitted = sampler.predict(train) - train_truth
-        train_loss = float(np.mean(fitted**2))
-        train_rmse = float(np.sqrt(np.mean((np.clip(fitted + train_truth, *clip) - train_truth)
-                                           ** 2)))
+        train_loss, train_rmse = sampler.fit_errors(clip)
         sampled = sweep > burn_in
         if sampled and (sweep - burn_in - 1) % thin == 0:
             kept.append(sampler.sample())
