@@ -6,6 +6,9 @@ that lose to the file, invalid values accepted until deep inside training.
 
 from __future__ import annotations
 
+import dataclasses
+import math
+
 import pytest
 
 from aerec.config import PRESETS, ConfigError, TrainConfig, load_toml, resolve_config
@@ -113,3 +116,84 @@ def test_new_options_round_trip_through_toml(tmp_path):
         TrainConfig().replace(centring="median")
     assert TrainConfig(l2=72.0).effective_weight_decay(7200) == pytest.approx(0.01)
     assert TrainConfig(weight_decay=3e-4).effective_weight_decay(7200) == 3e-4
+
+
+@pytest.mark.parametrize("text, message", [
+    ("layers = [1.5]", r"c\.toml: layers must be whole-number widths .*\[1\.5\]"),
+    ("layers = [512, 2.5, 64]", r"layers must be whole-number widths"),
+    ("layers = [true]", r"layers must be whole-number widths"),
+    ("layers = [1e30]", r"layers must fit in 64 bits"),
+    ("weight_decay = inf", r"c\.toml: .*weight_decay must be a finite number, got inf"),
+    ("input_noise = inf", r"input_noise must be a finite number, got inf"),
+    ("input_noise = nan", r"input_noise must be a finite number, got nan"),
+    ("bias_regularisation = inf", r"bias_regularisation must be a finite number"),
+    ("checkpoint_seconds = inf", r"checkpoint_seconds must be a finite number"),
+    ("lr_gamma = inf", r"lr_gamma must be a finite number"),
+    ("ranking_rating_weight = nan", r"ranking_rating_weight must be a finite number"),
+    ("seed = -1", r"seed must be ≥ 0, got -1"),
+    ("split_seed = -7", r"split_seed must be ≥ 0, got -7"),
+])
+def test_values_that_are_not_what_they_claim_are_refused(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(f'preset = "seed"\n{text}\n')
+    with pytest.raises(ConfigError, match=message) as refused:
+        resolve_config(path=path)
+    assert "\n" not in str(refused.value)
+
+
+def test_every_float_setting_must_be_finite():
+    for f in dataclasses.fields(TrainConfig):
+        if f.type != "float":
+            continue
+        for bad in (math.inf, -math.inf, math.nan):
+            with pytest.raises(ConfigError, match=f"{f.name} must be a finite number") as err:
+                TrainConfig().replace(**{f.name: bad})
+            assert str(err.value).count(f.name) == 1  # said once, not once per rule
+
+
+def test_widths_and_seeds_from_python_and_the_command_line():
+    with pytest.raises(ConfigError, match="whole-number widths"):
+        TrainConfig(layers=(64, 1.5))
+    assert TrainConfig(layers=(64.0, 8)).layers == (64, 8)  # integral floats are exact
+    assert TrainConfig().replace(layers=[16, "8"]).layers == (16, 8)
+    with pytest.raises(ConfigError, match="seed must be ≥ 0"):
+        TrainConfig().replace(seed=-3)
+    with pytest.raises(ConfigError, match="seed must fit in 64 bits"):
+        TrainConfig().replace(seed=2**64)
+    assert TrainConfig().replace(seed=2**63 - 1).seed == 2**63 - 1
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "latin-1"])
+def test_a_config_file_must_be_utf8(tmp_path, encoding):
+    path = tmp_path / "c.toml"
+    path.write_bytes('preset = "seed"\nepochs = 3\n# café\n'.encode(encoding))
+    with pytest.raises(ConfigError, match=r"c\.toml: not UTF-8 text .*must be saved as UTF-8"):
+        resolve_config(path=path)
+    bom = tmp_path / "bom.toml"
+    bom.write_bytes(b"\xef\xbb\xbf" + b'preset = "seed"\nepochs = 3\n')
+    assert resolve_config(path=bom).epochs == 3  # a UTF-8 byte-order mark is fine
+    with pytest.raises(ConfigError, match="cannot read the configuration file"):
+        load_toml(tmp_path)
+
+
+def test_config_errors_are_one_line_at_the_cli(tmp_path, capsys):
+    from aerec.cli import main
+
+    for text in ("layers = [1.5]", "weight_decay = inf", "seed = -1"):
+        path = tmp_path / "c.toml"
+        path.write_text(f'preset = "seed"\n{text}\n')
+        with pytest.raises(SystemExit) as exit_info:
+            main(["train", str(tmp_path / "no-data"), "--out", str(tmp_path / "run"),
+                  "--config", str(path)])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {path}:") and len(err.strip().splitlines()) == 1
+    path.write_bytes('preset = "seed"\n'.encode("utf-16"))
+    with pytest.raises(SystemExit):
+        main(["train", str(tmp_path), "--out", str(tmp_path / "run"), "--config", str(path)])
+    assert "must be saved as UTF-8" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["train", str(tmp_path), "--out", str(tmp_path / "run"), "--preset", "seed",
+              "--seed", "-1"])
+    assert "seed must be ≥ 0, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -14,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import operator
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -214,12 +216,15 @@ class TrainConfig:
         layers = self.layers
         if isinstance(layers, str):
             layers = parse_layers(layers)
-        object.__setattr__(self, "layers", tuple(int(w) for w in layers))
+        object.__setattr__(self, "layers", _widths(layers))
         members = self.members
         if isinstance(members, str):
             members = parse_members(members)
         object.__setattr__(self, "members", tuple(str(m) for m in members))
-        problems = list(_problems(self))
+        problems = list(_number_problems(self))
+        # one message per unusable field: not also every rule that compares with it
+        unusable = [re.compile(rf"\b{p.split()[0]}\b") for p in problems]
+        problems += [p for p in _problems(self) if not any(u.search(p) for u in unusable)]
         if problems:
             raise ConfigError("invalid training configuration: " + "; ".join(problems))
 
@@ -255,7 +260,12 @@ class TrainConfig:
         coerced = {
             k: _coerce(known[k], v, _source) for k, v in changes.items() if v is not None
         }
-        return dataclasses.replace(self, **coerced)
+        try:
+            return dataclasses.replace(self, **coerced)
+        except ConfigError as exc:
+            if _source == "override":
+                raise
+            raise ConfigError(f"{_source}: {exc}") from None
 
     def to_toml(self) -> str:
         """Flat TOML text, one ``key = value`` line per field (readable by :func:`load_toml`)."""
@@ -266,6 +276,53 @@ class TrainConfig:
     def save_toml(self, path: str | Path) -> None:
         """Write :meth:`to_toml` atomically (temporary file, then rename)."""
         write_text_atomic(Path(path), self.to_toml())
+
+
+#: Largest integer a setting may hold: TOML (config.toml, checkpoints) stores 64-bit integers.
+INT_LIMIT = 2**63 - 1
+
+
+def _number_problems(c: TrainConfig):
+    """Numbers that are not what a setting claims: infinite or NaN floats (no float setting
+    means anything at infinity), integers past 64 bits, negative seeds."""
+    for f in fields(c):
+        value = getattr(c, f.name)
+        if f.type == "float" and isinstance(value, float) and not math.isfinite(value):
+            yield f"{f.name} must be a finite number, got {value}"
+        elif f.type == "int" and isinstance(value, int) and abs(value) > INT_LIMIT:
+            yield f"{f.name} must fit in 64 bits, got {value}"
+    for name in ("seed", "split_seed"):
+        value = getattr(c, name)
+        if isinstance(value, int) and value < 0:
+            yield f"{name} must be ≥ 0, got {value}"
+    if any(w > INT_LIMIT for w in c.layers):
+        yield f"layers must fit in 64 bits, got {list(c.layers)}"
+
+
+def _width(value: Any) -> int:
+    """One layer width: a whole number (an int, an integral float or a numeral), never a
+    fraction or a bool silently truncated."""
+    if isinstance(value, bool):
+        raise TypeError(value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(value)
+        return int(value)
+    if isinstance(value, str):
+        return int(value.strip())
+    return operator.index(value)
+
+
+def _widths(values: Any) -> tuple[int, ...]:
+    """Layer widths as a tuple of ints; a ``ConfigError`` names any that is not a whole
+    number."""
+    try:
+        return tuple(_width(v) for v in values)
+    except (TypeError, ValueError, OverflowError):
+        shown = list(values) if isinstance(values, (list, tuple)) else values
+        raise ConfigError(
+            f"layers must be whole-number widths like [512, 256, 64], got {shown!r}"
+        ) from None
 
 
 def _problems(c: TrainConfig):
@@ -363,7 +420,7 @@ def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:
     kind = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", str(f.type))
     try:
         if f.name == "layers":
-            return parse_layers(value) if isinstance(value, str) else tuple(int(v) for v in value)
+            return parse_layers(value) if isinstance(value, str) else _widths(value)
         if f.name == "members":
             if isinstance(value, str):
                 return parse_members(value)
@@ -437,14 +494,35 @@ def write_text_atomic(path: Path, text: str) -> None:
         f.write(text)
 
 
+def _encoding_hint(raw: bytes) -> str:
+    """"looks like UTF-16; " when ``raw`` starts like UTF-16/32 text, else ""."""
+    if raw.startswith((b"\xff\xfe\x00\x00", b"\x00\x00\xfe\xff")):
+        return "looks like UTF-32; "
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")) or (len(raw) > 1 and b"\x00" in raw[:2]):
+        return "looks like UTF-16; "
+    return ""
+
+
 def load_toml(path: str | Path) -> dict[str, Any]:
     """Read a flat TOML configuration file into a dict (errors name the file)."""
     path = Path(path)
     try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"{path}: configuration file not found") from None
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the configuration file ({e.strerror})") from None
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte-order mark: harmless, dropped
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not UTF-8 text ({_encoding_hint(raw)}byte {e.start} is not UTF-8); a "
+            "configuration file must be saved as UTF-8"
+        ) from None
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     nested = [k for k, v in data.items() if isinstance(v, dict)]

@@ -83,7 +83,8 @@ def test_refuses_files_that_are_not_safe_checkpoints(tmp_path):
     unsafe = tmp_path / "unsafe.pt"
     # a reference to a callable: weights_only loading refuses it instead of importing it
     torch.save({"format": "aerec-checkpoint", "hook": math.sqrt}, unsafe)
-    with pytest.raises(ValueError, match="not a readable aerec checkpoint"):
+    with pytest.raises(ValueError, match="not a safe aerec checkpoint") as refused:
         load_checkpoint(unsafe)
+    assert "weights_only" not in str(refused.value)  # never advise unsafe loading
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")

@@ -3,6 +3,12 @@ exits non-zero with the message, and the summary shows the best losses and RMSEs
 
 from __future__ import annotations
 
+import errno
+import os
+import subprocess
+import sys
+
+import pytest
 import typer
 from typer.testing import CliRunner
 
@@ -76,3 +82,79 @@ def test_auto_refuses_model_options_and_reads_a_time_budget(lowrank_dir, tmp_pat
 def _flat(text: str) -> str:
     """CLI output as one line: rich wraps long messages inside boxes."""
     return " ".join(text.replace("│", " ").split())
+
+
+def _one_line_error(capsys, argv) -> str:
+    from aerec.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+SMALL_RUN = ["--preset", "seed", "--layers", "8,4", "--epochs", "1", "--threads", "1"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes to read-only permission bits")
+def test_a_read_only_out_is_one_line_naming_it(lowrank_dir, tmp_path, capsys):
+    parent = tmp_path / "locked"
+    parent.mkdir()
+    parent.chmod(0o555)
+    try:
+        out = parent / "run"
+        err = _one_line_error(capsys, ["train", str(lowrank_dir), "--out", str(out), *SMALL_RUN])
+        assert f"--out {out}: cannot write a run directory there" in err
+        assert "Permission denied" in err
+    finally:
+        parent.chmod(0o755)
+
+
+def test_an_out_that_cannot_be_a_directory_is_one_line(lowrank_dir, tmp_path, capsys):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder")
+    out = a_file / "run"  # mkdir fails with ENOTDIR, an OSError no handler knew
+    err = _one_line_error(capsys, ["train", str(lowrank_dir), "--out", str(out), *SMALL_RUN])
+    assert f"--out {out}: cannot write a run directory there" in err
+    err = _one_line_error(capsys, ["train", str(lowrank_dir), "--out", str(a_file), *SMALL_RUN])
+    assert f"--out {a_file} is a file" in err
+
+
+def test_a_file_system_that_turns_read_only_mid_run_is_one_line(lowrank_dir, tmp_path,
+                                                                 capsys, monkeypatch):
+    """EROFS / EACCES / ENOSPC raised while the run writes (after the --out check passed)."""
+    import aerec.cli.train as cli_train
+
+    out = tmp_path / "run"
+    for number, reason in ((errno.EROFS, "Read-only file system"),
+                           (errno.ENOSPC, "No space left on device")):
+        def failing_train(*args, number=number, reason=reason, **kwargs):
+            raise OSError(number, reason, str(out / "config.toml"))
+
+        monkeypatch.setattr(cli_train, "train", failing_train)
+        err = _one_line_error(capsys, ["train", str(lowrank_dir), "--out", str(out),
+                                       *SMALL_RUN])
+        assert err == f"error: {out / 'config.toml'}: {reason}"
+
+
+def test_train_removes_temporaries_a_killed_writer_left(lowrank_dir, tmp_path, capsys):
+    from aerec.cli import main
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    out = tmp_path / "run"
+    out.mkdir()
+    stale = out / f".best.pt.{gone.pid}.k1ll3d00.tmp"
+    stale.write_bytes(b"PK\x03\x04 half a checkpoint")
+    kept = out / f".best.pt.{os.getppid()}.l1v3w000.tmp"  # its writer is alive: not ours
+    kept.write_bytes(b"PK\x03\x04 being written")
+    try:
+        main(["train", str(lowrank_dir), "--out", str(out), *SMALL_RUN])
+    except SystemExit as exc:
+        assert exc.code in (0, None)
+    assert not stale.exists() and kept.exists()
+    assert f"removed {stale}" in " ".join(capsys.readouterr().out.split())
+    assert (out / "best.pt").is_file()

@@ -8,6 +8,8 @@ the best training and validation loss/RMSE and any warnings.
 from __future__ import annotations
 
 import math
+import tempfile
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -24,8 +26,9 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from aerec.cli.common import console, err_console
+from aerec.cli.common import UserError, console, err_console
 from aerec.config import PRESETS, TrainConfig, resolve_config
+from aerec.data.store import PreparedDataset, load_dataset
 from aerec.train import (
     BatchFinished,
     EpochFinished,
@@ -40,7 +43,9 @@ from aerec.train import (
     train,
 )
 from aerec.train.budget import format_duration, parse_duration
+from aerec.train.checkpoint import remove_stale_temporaries
 from aerec.train.ensemble import member_config
+from aerec.train.memory import check_memory
 from aerec.train.run import best_index
 
 #: What each preset is, for ``--help``.
@@ -236,6 +241,31 @@ def _summary(result: TrainResult) -> None:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 
 
+def _check_memory(config: TrainConfig, ds: PreparedDataset) -> None:
+    """Refuse (one line, with the estimate) a model that cannot fit in memory, before the
+    run starts; :func:`aerec.train.train` checks again on the exact split."""
+    test_share = 0.0 if ds.test_arrays is not None else config.test_fraction
+    n_train = len(ds.arrays.indices) * (1 - test_share) * (1 - config.validation_fraction)
+    check_memory(config, ds.n_users, ds.n_movies, int(n_train))
+
+
+def _check_writable(out: Path) -> None:
+    """Fail with one line naming ``out`` unless a run directory can be written there (created
+    if missing; probed with an anonymous temporary file, which leaves nothing behind)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is a file; give a run directory")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=out):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        named = Path(exc.filename) if exc.filename else out
+        where = "" if out in (named, named.parent) else f"{named}: "  # not the probe's name
+        raise UserError(f"--out {out}: cannot write a run directory there ({where}{reason})"
+                        ) from None
+
+
 def _train(
     dataset: Annotated[
         Path, typer.Argument(help="Prepared dataset directory (aerec data prepare).")
@@ -308,6 +338,13 @@ def _train(
                 "model, e.g. --preset seed (the published autoencoder)",
                 param_hint="--preset",
             )
+    started = time.time()
+    ds = load_dataset(dataset)  # memory-mapped: cheap; train() reuses it
+    _check_memory(config, ds)
+    _check_writable(out)
+    for stale in remove_stale_temporaries(out, started):
+        console.print(f"[dim]removed {stale}, left by an interrupted write[/]", highlight=False,
+                      soft_wrap=True)
     verb = "resuming" if resume else "training"
     console.print(f"[bold]{verb}[/] {dataset} → {out}", highlight=False)
     console.print(f"  {_describe(config)}", highlight=False)
@@ -316,7 +353,7 @@ def _train(
     display.header()
     try:
         with display.live:
-            result = train(dataset, out, config, resume=resume, callback=display)
+            result = train(ds, out, config, resume=resume, callback=display)
     except TrainingDiverged as exc:
         err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
         raise SystemExit(1) from None

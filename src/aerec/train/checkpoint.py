@@ -28,14 +28,30 @@ The file is a plain dict of tensors, numbers, strings, lists and dicts, so it lo
                     ``(nnz,)`` with rating = ``scale.min + code * scale.step``; ``source``
                     ``"train"``. Lets a recommender serve known users and find similar users
                     from the checkpoint alone (about 5 bytes per rating).
+``digest``          ``"sha256:<hex>"`` over every other entry (tensors' dtype, shape and bytes,
+                    and all keys and values), written by :func:`save_checkpoint` and checked
+                    by :func:`read_payload`: flipped bytes are a :class:`CheckpointError`, not a
+                    silently different model. Checkpoints written before it load as before
+                    (their zip CRCs are checked instead).
 ==================  =========================================================================
+
+A file that is not one of these is refused with a one-line :class:`CheckpointError` naming the
+path: damaged (checksum mismatch, truncated, inconsistent contents), not readable, not an aerec
+checkpoint, or not a safe one (a pickle that would need code to load — never loaded).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import pickle
 import platform
+import re
+import tempfile
+import time
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,11 +63,17 @@ import torch
 from aerec import __version__
 from aerec.config import TrainConfig
 from aerec.data.ratings import RatingScale
-from aerec.fileio import atomic_write
 from aerec.model.autoencoder import AutoEncoder
 
 FORMAT = "aerec-checkpoint"
 FORMAT_VERSION = 1
+#: The payload key holding :func:`payload_digest` (not part of what it covers).
+DIGEST_KEY = "digest"
+DIGEST_ALGORITHM = "sha256"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used; the message is one line naming the file."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +213,36 @@ class StoredRatings:
             int(d["n_movies"]), str(d.get("source", "train")),
         )
 
+    def check(self, n_users: int, n_movies: int) -> None:
+        """Raise ``ValueError`` (saying what is wrong) unless these are CSR ratings of
+        ``n_users`` users over ``n_movies`` movies with codes on the scale (vectorised)."""
+        indptr, indices, codes = self.indptr, self.indices, self.codes
+        if indptr.ndim != 1 or indices.ndim != 1 or codes.ndim != 1:
+            raise ValueError("stored ratings are not flat arrays")
+        if self.n_movies != n_movies:
+            raise ValueError(f"stored ratings cover {self.n_movies} movies, the model {n_movies}")
+        if len(indptr) != n_users + 1:
+            raise ValueError(
+                f"stored ratings have {len(indptr) - 1} user rows for {n_users} users"
+            )
+        if len(codes) != len(indices):
+            raise ValueError(
+                f"stored ratings have {len(indices)} movie indices but {len(codes)} ratings"
+            )
+        if indptr[0] != 0 or indptr[-1] != len(indices) or np.any(np.diff(indptr) < 0):
+            raise ValueError("stored ratings' row offsets (indptr) are not a valid CSR index")
+        bad = np.flatnonzero((indices < 0) | (indices >= n_movies))
+        if len(bad):
+            raise ValueError(
+                f"stored ratings: movie index {int(indices[bad[0]])} at position {int(bad[0])} "
+                f"is outside the {n_movies} movies"
+            )
+        if len(codes) and int(codes.max()) >= self.scale.levels:
+            raise ValueError(
+                f"stored ratings: rating code {int(codes.max())} is outside the scale's "
+                f"{self.scale.levels} levels"
+            )
+
 
 @dataclass
 class Checkpoint:
@@ -307,29 +359,239 @@ def build_payload(
     return payload
 
 
+def payload_digest(payload: dict) -> str:
+    """``"sha256:<hex>"`` of a checkpoint payload, the :data:`DIGEST_KEY` entry left out.
+
+    Covers every key and value: a tensor by its dtype, shape and bytes (its values, however
+    stored), numbers exactly (floats by ``float.hex``), strings, lists and dicts (keys in a
+    canonical order) — what ``torch.save`` writes and ``torch.load`` reads back.
+    """
+    h = hashlib.sha256()
+    _digest_into(h, {k: v for k, v in payload.items() if k != DIGEST_KEY})
+    return f"{DIGEST_ALGORITHM}:{h.hexdigest()}"
+
+
+def _digest_into(h: Any, value: Any) -> None:
+    """Feed one value to ``h``: a type tag, then a length-prefixed canonical encoding."""
+
+    def put(tag: bytes, data: bytes) -> None:
+        h.update(tag + len(data).to_bytes(8, "little") + data)
+
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu()
+        if t.layout != torch.strided:
+            t = t.to_dense()
+        put(b"T", f"{t.dtype}|{tuple(t.shape)}".encode())
+        flat = t.contiguous().reshape(-1)
+        data = flat.view(torch.uint8).numpy() if flat.numel() else np.zeros(0, np.uint8)
+        h.update(len(data).to_bytes(8, "little"))
+        h.update(memoryview(data))
+    elif isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: (type(kv[0]).__name__, repr(kv[0])))
+        put(b"D", str(len(items)).encode())
+        for k, v in items:
+            _digest_into(h, k)
+            _digest_into(h, v)
+    elif isinstance(value, (list, tuple)):
+        put(b"L", str(len(value)).encode())
+        for v in value:
+            _digest_into(h, v)
+    elif value is None:
+        put(b"N", b"")
+    elif isinstance(value, (bool, np.bool_)):
+        put(b"B", b"1" if value else b"0")
+    elif isinstance(value, (int, np.integer)):
+        put(b"I", str(int(value)).encode())
+    elif isinstance(value, (float, np.floating)):
+        put(b"F", float(value).hex().encode())
+    elif isinstance(value, str):
+        put(b"S", value.encode("utf-8", "surrogatepass"))
+    elif isinstance(value, (bytes, bytearray)):
+        put(b"Y", bytes(value))
+    elif isinstance(value, np.ndarray):
+        _digest_into(h, torch.from_numpy(np.ascontiguousarray(value)))
+    else:  # anything else weights-only loading admits (torch.dtype, torch.device, ...)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            text = f"{type(value).__module__}.{type(value).__qualname__}:{value!r}"
+        put(b"O", text.encode())
+
+
+#: Temporary files of :func:`save_checkpoint`: ``.NAME.PID.RANDOM.tmp`` beside ``NAME``.
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+\.pt)\.(?:(?P<pid>\d+)\.)?[A-Za-z0-9_]+\.tmp$")
+
+
 def save_checkpoint(payload: dict, path: str | Path) -> Path:
-    """Write ``payload`` to ``path`` atomically (temporary file in the same folder, fsync,
-    ``os.replace``), so a crash never leaves a half-written checkpoint."""
+    """Write ``payload`` (plus its :data:`DIGEST_KEY`) to ``path`` atomically: a temporary
+    file ``.NAME.PID.RANDOM.tmp`` in the same folder, fsync, ``os.replace`` — a crash never
+    leaves a half-written checkpoint, and a temporary file a killed writer left behind is
+    recognisable (:func:`remove_stale_temporaries`). ``payload`` itself is not changed."""
     path = Path(path)
-    with atomic_write(path, "wb") as f:
-        torch.save(payload, f)
+    payload = {**payload, DIGEST_KEY: payload_digest(payload)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
+                               dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are ordinary files
+        with os.fdopen(fd, "wb") as f:
+            torch.save(payload, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
 
 
+def _writer_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (another user's counts as alive)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True
+    return True
+
+
+def remove_stale_temporaries(run_dir: str | Path, started: float | None = None) -> list[Path]:
+    """Remove the checkpoint temporaries (``.NAME.pt.[PID.]RANDOM.tmp``) that killed writers
+    left in ``run_dir`` and its ensemble members' folders (two levels down); returns the
+    removed paths.
+
+    A file is stale when the process named in it is gone, or — when it names this process,
+    or no process (older aerec) — when it was last written before ``started`` (a
+    ``time.time()``, the run's start; default now). Nothing else is touched: no other names,
+    no file another live process may still be writing.
+    """
+    run_dir = Path(run_dir)
+    started = time.time() if started is None else started
+    removed: list[Path] = []
+    if not run_dir.is_dir():
+        return removed
+    # the run and its ensemble members (``members/N-name``): never a deep walk, whatever
+    # folder --out names
+    candidates = [tmp for pattern in (".*.tmp", "*/.*.tmp", "*/*/.*.tmp")
+                  for tmp in run_dir.glob(pattern)]
+    for tmp in candidates:
+        match = _TEMP_NAME.match(tmp.name)
+        if match is None or not tmp.is_file() or tmp.is_symlink():
+            continue
+        pid = match.group("pid")
+        try:
+            old = tmp.stat().st_mtime < started
+            if pid is None:
+                stale = old
+            elif int(pid) == os.getpid():  # this process: stale unless written since it began
+                stale = old
+            else:
+                stale = not _writer_alive(int(pid))
+            if stale:
+                tmp.unlink()
+                removed.append(tmp)
+        except OSError:  # gone meanwhile, or not ours to remove: leave it
+            continue
+    return removed
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_UNSAFE = "is not a safe aerec checkpoint ({what}; aerec never runs code from a file)"
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception's message as one short line (a heading ending in ":" keeps the next)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    text = f"{lines[0]} {lines[1]}" if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return text[:200]
+
+
+def _zip_problem(path: Path) -> str | None:
+    """What is wrong with the zip container of a checkpoint (``None``: its CRCs hold)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+            if not any(n.endswith("data.pkl") for n in archive.namelist()):
+                return "not a PyTorch file"
+    except zipfile.BadZipFile:
+        return "truncated"
+    except (OSError, EOFError, ValueError, RuntimeError, NotImplementedError):
+        return "checksum mismatch"  # a compressed member that no longer inflates, ...
+    return "checksum mismatch" if bad is not None else None
+
+
+def _container_problem(path: Path) -> str | None:
+    """:func:`_zip_problem` for a zip-format checkpoint; ``None`` for any other file."""
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) != _ZIP_MAGIC:
+                return None
+    except OSError:
+        return None
+    problem = _zip_problem(path)
+    return None if problem == "not a PyTorch file" else problem
+
+
+def _diagnose(path: Path, exc: BaseException) -> CheckpointError:
+    """The one-line error for a file ``torch.load`` (weights only) could not read."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as err:
+        return CheckpointError(f"{path} is not readable ({err.strerror or _first_line(err)})")
+    if size == 0:
+        return CheckpointError(f"{path} is damaged (empty file)")
+    if head == _ZIP_MAGIC:
+        problem = _zip_problem(path)
+        if problem == "not a PyTorch file":
+            return CheckpointError(f"{path} is not an aerec checkpoint (a zip archive, not a "
+                                   "PyTorch checkpoint)")
+        if problem is not None:
+            return CheckpointError(f"{path} is damaged ({problem})")
+        if isinstance(exc, pickle.UnpicklingError):
+            return CheckpointError(f"{path} " + _UNSAFE.format(
+                what="it holds pickled objects that need code to load"))
+        return CheckpointError(f"{path} is damaged (not readable: {_first_line(exc)})")
+    if head[:1] == b"\x80":  # a pickle stream: an arbitrary pickle or a legacy torch file
+        if isinstance(exc, EOFError):
+            return CheckpointError(f"{path} is damaged (truncated)")
+        return CheckpointError(f"{path} " + _UNSAFE.format(
+            what="it is a plain pickle, which can run code when loaded"))
+    return CheckpointError(f"{path} is not an aerec checkpoint (not a PyTorch checkpoint file)")
+
+
 def read_payload(path: str | Path) -> dict:
-    """``torch.load(path, weights_only=True)`` with a clear error for non-aerec files."""
+    """``torch.load(path, weights_only=True)``, verified: a one-line :class:`CheckpointError`
+    naming the file when it is damaged (digest or zip CRC mismatch, truncated), not readable,
+    not an aerec checkpoint, or not safe to load (pickled code is never run)."""
     path = Path(path)
     if not path.is_file():
+        if path.exists():
+            raise CheckpointError(f"{path} is not a checkpoint file")
         raise FileNotFoundError(f"{path}: no such checkpoint")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as exc:
-        # a corrupt or foreign file, or pickled code that weights_only loading refuses
-        raise ValueError(f"{path}: not a readable aerec checkpoint ({exc})") from None
+        with warnings.catch_warnings():  # torch's advice on foreign files is not for our users
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, KeyError,
+            TypeError, AttributeError, IndexError, MemoryError, NotImplementedError,
+            UnicodeDecodeError, zipfile.BadZipFile) as exc:
+        raise _diagnose(path, exc) from None
+    # every stored byte: the zip's CRCs (PyTorch reads without checking them) ...
+    problem = _container_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"{path} is damaged ({problem})")
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an aerec checkpoint")
+        raise CheckpointError(f"{path} is not an aerec checkpoint")
+    # ... and what they decode to: the digest written with the payload (none before it was)
+    stored = payload.get(DIGEST_KEY)
+    if stored is not None and (not isinstance(stored, str) or payload_digest(payload) != stored):
+        raise CheckpointError(f"{path} is damaged (checksum mismatch)")
     if payload.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
+        raise CheckpointError(
             f"{path}: checkpoint format version {payload.get('format_version')} is not "
             f"supported (this aerec reads version {FORMAT_VERSION})"
         )
@@ -337,12 +599,51 @@ def read_payload(path: str | Path) -> dict:
 
 
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Checkpoint:
-    """Load a checkpoint file into a ready-to-use :class:`Checkpoint` (model in eval mode)."""
+    """Load a checkpoint file into a ready-to-use :class:`Checkpoint` (model in eval mode).
+
+    Besides :func:`read_payload`'s checks, the contents must agree with each other (weights
+    with the architecture, id maps and stored ratings with the model's size); otherwise a
+    one-line :class:`CheckpointError` says what does not."""
     path = Path(path)
     payload = read_payload(path)
+    try:
+        return _checkpoint(path, payload, device)
+    except CheckpointError:
+        raise
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as exc:
+        what = f"missing entry {exc.args[0]!r}" if isinstance(exc, KeyError) else _first_line(exc)
+        raise CheckpointError(f"{path} is damaged ({what})") from None
+
+
+def _checkpoint(path: Path, payload: dict, device: str | torch.device) -> Checkpoint:
     scale = RatingScale.from_dict(payload["scale"])
     model = AutoEncoder.from_architecture(payload["architecture"])
-    model.load_state_dict(payload["model_state"])
+    try:
+        model.load_state_dict(payload["model_state"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path} is damaged (weights do not fit its architecture: {_first_line(exc)})"
+        ) from None
+    user_ids = payload["user_ids"].numpy()
+    movie_ids = payload["movie_ids"].numpy()
+    titles = list(payload["titles"])
+    years = payload["years"].numpy()
+    stats = TrainingStats.from_payload(payload["stats"])
+    n_movies = int(getattr(model, "n_movies", len(movie_ids)))
+    for name, length in (("movie ids", len(movie_ids)), ("titles", len(titles)),
+                         ("years", len(years)), ("movie counts", len(stats.movie_counts)),
+                         ("movie means", len(stats.movie_means))):
+        if length != n_movies:
+            raise CheckpointError(
+                f"{path} is damaged ({length} {name} for a model of {n_movies} movies)"
+            )
+    ratings = None
+    if "ratings" in payload:
+        ratings = StoredRatings.from_payload(payload["ratings"], scale)
+        try:
+            ratings.check(len(user_ids), n_movies)
+        except ValueError as exc:
+            raise CheckpointError(f"{path} is damaged ({exc})") from None
     model.to(device).eval()
     return Checkpoint(
         path=path,
@@ -351,12 +652,12 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         architecture=dict(payload["architecture"]),
         kind=str(payload["kind"]),
         epoch=int(payload["epoch"]),
-        user_ids=payload["user_ids"].numpy(),
-        movie_ids=payload["movie_ids"].numpy(),
-        titles=list(payload["titles"]),
-        years=payload["years"].numpy(),
+        user_ids=user_ids,
+        movie_ids=movie_ids,
+        titles=titles,
+        years=years,
         scale=scale,
-        stats=TrainingStats.from_payload(payload["stats"]),
+        stats=stats,
         best=dict(payload["best"]),
         history=[dict(h) for h in payload["history"]],
         dataset_path=str(payload["dataset"].get("path", "")),
@@ -364,9 +665,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
         versions=dict(payload["versions"]),
         dataset=dict(payload["dataset"]),
         payload=payload,
-        ratings=(
-            StoredRatings.from_payload(payload["ratings"], scale) if "ratings" in payload else None
-        ),
+        ratings=ratings,
     )
 
 

@@ -54,6 +54,7 @@ from aerec.train.finish import (
     select_fold_in_scale,
     with_ranking,
 )
+from aerec.train.memory import check_memory
 from aerec.train.metrics_log import EpochMetrics, plot_learning_curve, write_metrics_csv
 from aerec.train.trainer import Trainer, build_model, oriented, resolve_device
 
@@ -228,6 +229,8 @@ def train(
                       seconds=deadline.remaining())
         if callback is not None:
             callback(StageStarted("auto", describe(config)))
+    # refuse a model that cannot fit before allocating it (layers = [1000000000], ...)
+    check_memory(config, ds.n_users, ds.n_movies, int(splits.train.nnz))
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(config.threads or available_cores())
     try:
