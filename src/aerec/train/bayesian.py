@@ -444,7 +444,8 @@ def train_bayesian(
         notes: dict = {}
         report = BudgetReport(config.time_budget) if deadline.limited else None
         ranking_wanted = config.ranking == "ease" and has_validation
-        reserve = (ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users)
+        reserve = (ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users,
+                                   choose_lambda=not config.ease_regularisation)
                    if ranking_wanted and deadline.limited else 0.0)
         refitting = config.refit and has_validation
         chain = run_chain(

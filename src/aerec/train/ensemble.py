@@ -101,7 +101,8 @@ def train_ensemble(
     report = BudgetReport(config.time_budget) if deadline.limited else None
     # under a budget each member gets an equal share of what is left when it starts, after
     # the ensemble's own ranking head is kept back
-    reserve = (ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users)
+    reserve = (ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users,
+                                   choose_lambda=not config.ease_regularisation)
                if config.ranking == "ease" and deadline.limited else 0.0)
     results, names = [], []
     for number, name in enumerate(config.members, start=1):

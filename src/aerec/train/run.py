@@ -325,7 +325,8 @@ def _run(
     # about as long), and the ranking head's expected cost is kept back
     deadline = deadline or Deadline()
     report = BudgetReport(config.time_budget) if deadline.limited else None
-    reserve = (ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users)
+    reserve = (ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users,
+                                   choose_lambda=not config.ease_regularisation)
                if config.ranking == "ease" and deadline.limited else 0.0)
     clock = EpochClock(deadline.share(0.5 if config.refit and has_validation else 1.0, reserve))
     out_of_time = False
@@ -468,7 +469,8 @@ def _finish(
             notes["fold_in"] = {"scale": multiple, "validation_rmse": grid}
     deadline = deadline or Deadline()
     ranking = None
-    ranking_cost = ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users)
+    ranking_cost = ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users,
+                                   choose_lambda=not config.ease_regularisation)
     wants_ranking = config.ranking == "ease"
     if wants_ranking and not deadline.allows(ranking_cost * 0.5):
         report.skipped.append("the EASE ranking head (no time left to choose it)")
