@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from aerec.data.errors import DataFormatError
 from aerec.data.generic import collapse_whitespace, read_generic, sniff_delimiter
 from aerec.data.ratings import RatingScale
+from tests.data import fuzz_support as fz
 
 
 def write(path: Path, text: str) -> Path:
@@ -179,3 +181,216 @@ def test_round_trip(tmp_path, rows, delimiter, header, iso_dates):
     else:
         np.testing.assert_array_equal(r.days, days)
     assert not r.scale.invalid_mask(ratings).any()
+
+
+# ----------------------------------------------------------------------------- values the store
+#                                                                               cannot hold
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("100000", ["rating '100000' cannot be stored", "4–100000", "99,997 levels", "--scale"]),
+        ("10000000000", ["rating '10000000000' is too large", "±10,000,000"]),
+        ("16777217.5", ["too large"]),
+        ("-70000", ["cannot be stored", "-70000–5", "70,006 levels"]),
+    ],
+)
+def test_ratings_the_store_cannot_hold_name_file_and_line(tmp_path, value, words):
+    path = write(tmp_path / "r.csv", f"user,item,rating\n1,10,4\n2,10,5\n4,10,{value}\n5,1,3\n")
+    err = error_of(path)
+    assert err.line == 4, str(err)
+    for word in words:
+        assert word in err.reason
+    r = read_generic(path, skip_bad_lines=True)
+    assert r.skipped_lines == 1 and r.ratings.tolist() == [4, 5, 3]
+    assert r.scale == RatingScale(1, 5, 1)
+
+
+def test_largest_storable_span_is_kept_exactly(tmp_path):
+    path = write(tmp_path / "r.csv", "1,1,1\n1,2,65536\n2,1,30000\n")
+    r = read_generic(path)
+    assert r.scale == RatingScale(1, 65536, 1) and r.scale.storage_problem() is None
+    assert r.scale.decode(r.scale.codes(r.ratings)).tolist() == [1, 65536, 30000]
+    err = error_of(write(tmp_path / "r.csv", "1,1,1\n1,2,65537\n"))
+    assert err.line == 2 and "65,537 levels" in err.reason
+
+
+def test_values_float32_cannot_hold_at_the_step(tmp_path):
+    # both values are on the scale, but float32 has no halves above 2**23
+    path = write(tmp_path / "r.csv", "1,1,9000001\n1,2,9000001.5\n")
+    err = error_of(path, scale=RatingScale(9000000, 9000010, 0.5))
+    assert err.line == 2 and "cannot be stored exactly in steps of 0.5" in err.reason
+
+
+def test_many_unstorable_ratings_are_skipped_one_by_one(tmp_path):
+    lines = ["1,1,3"] + [f"{u},1,{100000 + u}" for u in range(2, 12)] + ["20,2,5"]
+    r = read_generic(write(tmp_path / "r.csv", "\n".join(lines) + "\n"), skip_bad_lines=True)
+    assert r.user_ids.tolist() == [1, 20] and r.skipped_lines == 10
+
+
+# ----------------------------------------------------------------------------- dates: one rule
+
+
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("2005-02-30", ["timestamp '2005-02-30' is not a valid YYYY-MM-DD date"]),
+        ("2005-02-29", ["not a valid YYYY-MM-DD date"]),  # 2005 is no leap year
+        ("0000-01-01", ["not a valid YYYY-MM-DD date"]),  # pyarrow reads it as a date32
+        ("2005-13-01", ["not a valid YYYY-MM-DD date"]),
+        ("253402300800", ["outside the years 0001–9999"]),  # 10000-01-01T00:00:00
+        ("-62135596801", ["outside the years 0001–9999"]),
+    ],
+)
+def test_invalid_dates_are_refused_or_skipped(tmp_path, value, words):
+    path = write(tmp_path / "r.csv", f"1,10,4,2004-02-29\n2,10,5,{value}\n3,10,1,1970-01-02\n")
+    err = error_of(path)
+    assert err.line == 2, str(err)
+    for word in words:
+        assert word in err.reason
+    r = read_generic(path, skip_bad_lines=True)
+    assert r.skipped_lines == 1 and r.days.tolist() == [12477, 1]
+
+
+def test_every_date_only_file_takes_the_same_rule(tmp_path):
+    # all dates well-formed: pyarrow's typed fast path reads them; year 0 must still be refused
+    err = error_of(write(tmp_path / "r.csv", "1,10,4,0000-01-01\n2,10,5,2000-01-01\n"))
+    assert err.line == 1 and "not a valid YYYY-MM-DD date" in err.reason
+    r = read_generic(write(tmp_path / "r.csv", "1,10,4,0001-01-01\n2,10,5,9999-12-31\n"))
+    assert r.days.tolist() == [-719162, 2932896]
+
+
+# ----------------------------------------------------------------------------- ids
+
+
+@pytest.mark.parametrize("value", ["0x10", "0X1F", "1000000000000000000", "-1"])
+def test_ids_outside_the_decimal_grammar_are_refused(tmp_path, value):
+    path = write(tmp_path / "r.csv", f"1,10,4\n2,{value},5\n")
+    err = error_of(path)
+    assert err.line == 2 and f"item id '{value}'" in err.reason
+
+
+def test_minus_zero_id_is_zero_on_either_path(tmp_path):
+    assert read_generic(write(tmp_path / "r.csv", "-0,10,4\n")).user_ids.tolist() == [0]
+    r = read_generic(write(tmp_path / "r.csv", "-0,10,4\nx,1,1\n"), skip_bad_lines=True)
+    assert r.user_ids.tolist() == [0]
+
+
+# ----------------------------------------------------------------------------- gzip, binary,
+#                                                                               encodings, folders
+
+
+def test_gzip_input_reads_like_the_plain_file(tmp_path):
+    text = "user item rating date\n1 10 4 2005-01-01\n2  20 4.5 2005-01-02\n"
+    plain = read_generic(write(tmp_path / "r.txt", text))
+    (tmp_path / "r.txt.gz").write_bytes(gzip.compress(text.encode()))
+    packed = read_generic(tmp_path / "r.txt.gz")
+    for a, b in zip(
+        (plain.user_ids, plain.movie_ids, plain.ratings, plain.days),
+        (packed.user_ids, packed.movie_ids, packed.ratings, packed.days),
+    ):
+        np.testing.assert_array_equal(a, b)
+    (tmp_path / "bad.csv.gz").write_bytes(gzip.compress(b"1,10,4\n2,10,x\n"))
+    err = error_of(tmp_path / "bad.csv.gz")
+    assert err.line == 2 and "rating 'x'" in err.reason
+    (tmp_path / "cut.csv.gz").write_bytes(gzip.compress(b"1,10,4\n" * 1000)[:40])
+    err = error_of(tmp_path / "cut.csv.gz")
+    assert "cannot" in err.reason and err.line is None
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"PK\x03\x04\x14\x00\x00\x00\x08\x00" + bytes(range(256)) * 8, bytes(range(1, 256)) * 8],
+)
+def test_binary_input_is_one_clear_error(tmp_path, payload):
+    path = tmp_path / "r.csv"
+    path.write_bytes(payload)
+    err = error_of(path)
+    assert "binary data" in err.reason
+
+
+def test_invalid_utf8_on_a_bad_line_is_reported_cleanly(tmp_path, capfd):
+    path = tmp_path / "r.csv"
+    path.write_bytes(b"1,10,4\n\xff\xfe,1\n2,3,\xe9\n")
+    err = error_of(path)
+    assert err.line == 2 and "expected 3 comma-separated fields" in err.reason
+    assert "ÿþ" in err.reason
+    r = read_generic(path, skip_bad_lines=True)
+    assert r.user_ids.tolist() == [1] and r.skipped_lines == 2
+    captured = capfd.readouterr()
+    assert "Exception ignored" not in captured.err and "UnicodeDecodeError" not in captured.err
+
+
+def test_a_folder_or_device_instead_of_a_file(tmp_path):
+    (tmp_path / "d.csv").mkdir()
+    assert "is a folder" in error_of(tmp_path / "d.csv").reason
+    with pytest.raises(DataFormatError) as info:
+        read_generic("/dev/null")
+    assert "not a regular file" in info.value.reason
+
+
+# ----------------------------------------------------------------------------- fuzz
+
+
+def _generic_fields(delimiter: bytes, with_time: bool):
+    plain = delimiter != b" "
+    fields = [
+        fz.id_tokens(padded=plain, empty=plain),
+        fz.id_tokens(padded=plain, empty=plain),
+        fz.generic_rating_tokens(padded=plain, empty=plain),
+    ]
+    if with_time:
+        fields.append(fz.seconds_tokens(empty=plain, dates_ok=True))
+    return fields
+
+
+@st.composite
+def generic_files(draw):
+    delimiter = draw(st.sampled_from([b",", b"\t", b";", b" "]))
+    with_time = draw(st.booleans())
+    names = [b"user", b"item", b"rating"] + ([b"time"] if with_time else [])
+    built = draw(fz.delimited_file(_generic_fields(delimiter, with_time), delimiter,
+                                   header=delimiter.join(names)))
+    return built, ("user", "item", "rating", "time")[: len(names)]
+
+
+@settings(
+    max_examples=fz.examples(100),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(case=generic_files(), skip=st.booleans(), compress=st.booleans())
+def test_fuzz_generic_reads_exactly_or_names_the_first_bad_line(tmp_path, case, skip, compress):
+    built, fields = case
+    path = fz.write_variant(tmp_path / "r.txt", built.data, compress)
+    fz.check_delimited_outcome(read_generic, path, built, fields, skip)
+
+
+@settings(
+    max_examples=fz.examples(80),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    data=st.binary(max_size=300)
+    | st.lists(st.sampled_from([b"1", b"23", b",", b"\t", b";", b" ", b"\n", b"\r\n", b"-", b".",
+                                b"e9", b"x", b"\xff", b"\x00", b"2005-02-30", b"nan", b"99999",
+                                b'"', b"user"]), max_size=60).map(b"".join),
+    skip=st.booleans(),
+)
+def test_fuzz_generic_raw_bytes_never_crash_or_corrupt(tmp_path, data, skip):
+    path = tmp_path / "r.csv"
+    path.write_bytes(data)
+    try:
+        r = read_generic(path, skip_bad_lines=skip)
+    except DataFormatError as exc:
+        event("outcome: DataFormatError")
+        assert exc.path == str(path)
+        return
+    event("outcome: read")
+    fz.check_ratings_valid(r)
+    packed = fz.write_variant(tmp_path / "r.csv.gz", data, True)
+    again = read_generic(packed, skip_bad_lines=skip)
+    np.testing.assert_array_equal(again.ratings, r.ratings)
+    np.testing.assert_array_equal(again.user_ids, r.user_ids)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from aerec.data.errors import DataFormatError
@@ -23,6 +24,7 @@ from aerec.data.movielens import (
     titles_path_for,
 )
 from aerec.data.ratings import RatingScale
+from tests.data import fuzz_support as fz
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -460,3 +462,111 @@ def test_real_ml_latest_small(ml_latest_small_dir):
     assert (
         titles_path_for(ml_latest_small_dir / "ratings.csv") == ml_latest_small_dir / "movies.csv"
     )
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+
+def test_gzip_ratings_and_titles_read_like_plain_files(tmp_path):
+    text = "1\t10\t4\t881250949\n2\t20\t5\t881250950\n"
+    plain = read_ml100k_ratings(write(tmp_path / "u.data", text))
+    (tmp_path / "u.data.gz").write_bytes(gzip.compress(text.encode()))
+    packed = read_ml100k_ratings(tmp_path / "u.data.gz")
+    np.testing.assert_array_equal(plain.ratings, packed.ratings)
+    np.testing.assert_array_equal(plain.days, packed.days)
+    movies = "movieId,title,genres\n1,Toy Story (1995),Animation\n"
+    (tmp_path / "movies.csv.gz").write_bytes(gzip.compress(movies.encode()))
+    assert read_ml_csv_movies(tmp_path / "movies.csv.gz").titles == ["Toy Story (1995)"]
+
+
+def test_binary_and_invalid_utf8_rating_files(tmp_path, capfd):
+    path = tmp_path / "ratings.dat"
+    path.write_bytes(bytes(range(256)) * 4)
+    with raises_at(path, 1, "binary data"):
+        read_ml_dat_ratings(path)
+    path = tmp_path / "u.data"
+    path.write_bytes(b"1\t10\t4\t5\n\xff\xfe\t1\n")
+    with raises_at(path, 2, "expected 4 tab-separated fields"):
+        read_ml100k_ratings(path)
+    assert "Exception ignored" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("line", "words"),
+    [
+        ("1\t10\t4\t253402300800", ["outside the years 0001–9999"]),
+        ("1\t10\t4\t0x10", ["timestamp '0x10'"]),
+        ("1\t0x10\t4\t5", ["movie id '0x10'"]),
+    ],
+)
+def test_timestamps_and_ids_outside_the_one_rule(tmp_path, line, words):
+    path = write(tmp_path / "u.data", f"2\t20\t5\t881250950\n{line}\n")
+    with raises_at(path, 2, *words):
+        read_ml100k_ratings(path)
+
+
+@st.composite
+def ml_files(draw):
+    kind = draw(st.sampled_from(["u.data", "ratings.dat", "ratings.csv"]))
+    delimiter, header, half = {
+        "u.data": (b"\t", None, False),
+        "ratings.dat": (b"::", None, True),
+        "ratings.csv": (b",", b"userId,movieId,rating,timestamp", True),
+    }[kind]
+    padded = kind != "ratings.dat"
+    fields = [
+        fz.id_tokens(padded=padded, empty=True),
+        fz.id_tokens(padded=padded, empty=True),
+        fz.star_tokens(half=half, empty=True),
+        fz.seconds_tokens(empty=True, dates_ok=False),
+    ]
+    return kind, draw(fz.delimited_file(fields, delimiter, header=header))
+
+
+_ML_READERS = {
+    "u.data": read_ml100k_ratings,
+    "ratings.dat": read_ml_dat_ratings,
+    "ratings.csv": read_ml_csv_ratings,
+}
+
+
+@settings(
+    max_examples=fz.examples(100),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(case=ml_files(), skip=st.booleans(), compress=st.booleans())
+def test_fuzz_ml_ratings_read_exactly_or_name_the_first_bad_line(tmp_path, case, skip, compress):
+    kind, built = case
+    path = fz.write_variant(tmp_path / kind, built.data, compress)
+    fz.check_delimited_outcome(
+        _ML_READERS[kind], path, built, ("user", "item", "rating", "time"), skip
+    )
+
+
+@settings(
+    max_examples=fz.examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    kind=st.sampled_from(sorted(_ML_READERS)),
+    data=st.lists(
+        st.sampled_from([b"1", b"5", b"12", b"\t", b"::", b":", b",", b"\n", b"\r\n", b".5", b"-",
+                         b"e9", b"x", b"\xff", b"\x00", b"nan", b"99999999999", b'"',
+                         b"userId,movieId,rating,timestamp\n"]),
+        max_size=60,
+    ).map(b"".join),
+    skip=st.booleans(),
+)
+def test_fuzz_ml_raw_bytes_never_crash_or_corrupt(tmp_path, kind, data, skip):
+    path = tmp_path / kind
+    path.write_bytes(data)
+    try:
+        r = _ML_READERS[kind](path, skip_bad_lines=skip)
+    except DataFormatError as exc:
+        event("outcome: DataFormatError")
+        assert exc.path == str(path)
+        return
+    event("outcome: read")
+    fz.check_ratings_valid(r)

@@ -7,12 +7,14 @@ into ``tmp_path``.
 from __future__ import annotations
 
 import datetime as dt
+import gzip
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from aerec.data import netflix
@@ -29,6 +31,7 @@ from aerec.data.netflix import (
     read_training_set,
 )
 from aerec.data.ratings import RatingScale
+from tests.data import fuzz_support as fz
 
 EPOCH = dt.date(1970, 1, 1)
 
@@ -635,3 +638,218 @@ def test_sniffer_reads_only_the_head(tmp_path: Path) -> None:
 def test_titles_sniffer_accepts_a_column_header(tmp_path: Path) -> None:
     path = write(tmp_path / "t.csv", b"MovieID,YearOfRelease,Title\n1,2003,A, B\n2,NULL,C\n")
     assert looks_like_titles(path)
+
+
+# --------------------------------------------------------------------------------------------
+# Hostile input: folders, gzip, binary, and fuzzing against a token oracle
+# --------------------------------------------------------------------------------------------
+
+
+def test_folder_named_like_a_training_file_is_an_error(tmp_path: Path) -> None:
+    folder = tmp_path / "training_set"
+    folder.mkdir()
+    write(folder / "mv_0000001.txt", "1:\n5,3,2005-01-01\n")
+    (folder / "mv_0000003.txt").mkdir()
+    with pytest.raises(DataFormatError) as excinfo:
+        read_training_set(folder)
+    expect_error(excinfo, folder / "mv_0000003.txt", None, "is a folder")
+    with pytest.raises(DataFormatError) as excinfo:
+        read_combined(folder / "mv_0000003.txt")
+    expect_error(excinfo, folder / "mv_0000003.txt", None, "is a folder")
+
+
+def test_gzip_combined_and_titles_read_like_plain_files(tmp_path: Path) -> None:
+    plain = read_combined(write(tmp_path / "combined_data_1.txt", COMBINED))
+    packed = read_combined(
+        write(tmp_path / "combined_data_1.txt.gz", gzip.compress(COMBINED.encode()))
+    )
+    for name in ("user_ids", "movie_ids", "ratings", "days"):
+        assert np.array_equal(getattr(plain, name), getattr(packed, name))
+    titles = write(tmp_path / "movie_titles.csv.gz", gzip.compress(b"1,2003,Dinosaur Planet\n"))
+    assert read_movie_titles(titles).titles == ["Dinosaur Planet"]
+    assert looks_like_combined(tmp_path / "combined_data_1.txt.gz")
+
+
+def test_control_bytes_are_binary_data(tmp_path: Path) -> None:
+    path = write(tmp_path / "combined_data_1.txt", bytes(range(1, 32)) * 40)
+    with pytest.raises(DataFormatError) as excinfo:
+        read_combined(path)
+    expect_error(excinfo, path, None, "binary data")
+
+
+_GOOD_IDS = st.one_of(
+    st.integers(0, 10**18 - 1).map(lambda v: (str(v).encode(), v)),
+    st.integers(0, 999).map(lambda v: (f"{v:04d}".encode(), v)),
+)
+_BAD_CUSTOMERS = [b"-1", b"a", b"", b"1e3", b" 5", b"10000000000000000000", b"0x5", b"\xff"]
+_BAD_STARS = [b"0", b"6", b"a", b"", b"10", b"4.0", b" 4"]
+_BAD_DATES = [b"2005-02-30", b"2005-02-29", b"0000-01-01", b"2005-13-01", b"2005-00-10",
+              b"2005-01-32", b"2005-1-01", b"", b"20050101", b"2005/01/01", b"10000-01-01"]
+_BAD_HEADERS = [b"a:", b":", b"-1:", b"1.5:", b"10000000000000000000:", b"0x1:", b" 1:"]
+_BAD_SHAPES = [b"1,3", b"1,3,2005-01-01,7", b"1", b"1,,2005-01-01"]
+
+
+@st.composite
+def netflix_line(draw: st.DrawFn) -> tuple[bytes, str, tuple | int | None]:
+    """(text, kind, value): kind is blank, header, bad_header, row or bad_row."""
+    what = draw(st.integers(0, 19))
+    if what == 0:
+        return b"", "blank", None
+    if what <= 3:
+        if draw(st.integers(0, 3)) == 0:
+            return draw(st.sampled_from(_BAD_HEADERS)), "bad_header", None
+        text, movie = draw(_GOOD_IDS)
+        return text + b":", "header", movie
+    if what == 4:
+        return draw(st.sampled_from(_BAD_SHAPES)), "bad_row", None
+    bad = draw(st.integers(0, 5))
+    cust = (draw(st.sampled_from(_BAD_CUSTOMERS)), None) if bad == 1 else draw(_GOOD_IDS)
+    star = (draw(st.sampled_from(_BAD_STARS)) if bad == 2
+            else str(draw(st.integers(1, 5))).encode())
+    if bad == 3:
+        date_text, days = draw(st.sampled_from(_BAD_DATES)), None
+    else:
+        d = draw(st.dates(dt.date(1, 1, 1), dt.date(9999, 12, 31)))
+        date_text, days = d.isoformat().encode(), (d - EPOCH).days
+    text = b",".join([cust[0], star, date_text])
+    if bad in (1, 2, 3):
+        return text, "bad_row", None
+    return text, "row", (cust[1], int(star), days)
+
+
+def netflix_oracle(lines: list[tuple[bytes, str, object]]):
+    """(first bad 1-based line or None, kept (user, movie, stars, days) rows under skip, number
+    of lines skip mode counts)."""
+    first_bad = None
+    kept: list[tuple] = []
+    skipped = 0
+    movie: object = None  # None: no header yet; "bad": under a bad header
+    for number, (_, kind, value) in enumerate(lines, start=1):
+        if kind == "blank":
+            continue
+        if kind == "header":
+            movie = value
+            continue
+        if kind == "bad_header":
+            movie = "bad"
+            skipped += 1
+        elif kind == "row" and movie is not None and movie != "bad":
+            user, stars, days = value
+            kept.append((user, movie, stars, days))
+            continue
+        else:  # a bad row, a row before any header or under a bad header
+            skipped += 1
+        if first_bad is None and (kind != "row" or movie is None):
+            first_bad = number
+    return first_bad, kept, skipped
+
+
+def _as_rows(r) -> list[tuple]:
+    columns = (r.user_ids, r.movie_ids, r.ratings, r.days)
+    return list(zip(*(c.tolist() for c in columns)))
+
+
+def _check_netflix_ratings(r) -> None:
+    if len(r):
+        fz.check_ratings_valid(r)
+    assert r.scale == RatingScale(1, 5, 1)
+
+
+@settings(
+    max_examples=fz.examples(100),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    lines=st.lists(netflix_line(), min_size=1, max_size=14),
+    crlf=st.booleans(),
+    final_newline=st.booleans(),
+    skip=st.booleans(),
+    compress=st.booleans(),
+)
+def test_fuzz_combined_reads_exactly_or_names_the_first_bad_line(
+    tmp_path: Path, lines, crlf: bool, final_newline: bool, skip: bool, compress: bool
+) -> None:
+    eol = b"\r\n" if crlf else b"\n"
+    data = eol.join(text for text, _, _ in lines) + (eol if final_newline else b"")
+    path = fz.write_variant(tmp_path / "combined_data_1.txt", data, compress)
+    first_bad, kept, skipped = netflix_oracle(lines)
+    all_blank = all(kind == "blank" for _, kind, _ in lines)
+    try:
+        r = read_combined(path, skip_bad_lines=skip)
+    except DataFormatError as exc:
+        event("outcome: DataFormatError")
+        assert exc.path == str(path)
+        if all_blank:
+            assert "empty" in exc.reason
+        else:
+            assert not skip and exc.line == first_bad, (exc, first_bad)
+        return
+    assert not all_blank
+    assert skip or first_bad is None, f"line {first_bad} is bad but the file was read"
+    event("outcome: read")
+    _check_netflix_ratings(r)
+    assert _as_rows(r) == kept
+    assert r.skipped_lines == (skipped if skip else 0)
+
+
+@settings(
+    max_examples=fz.examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    files=st.lists(st.lists(netflix_line(), min_size=1, max_size=6), min_size=1, max_size=3),
+    skip=st.booleans(),
+)
+def test_fuzz_training_set_reads_exactly_or_names_the_file_and_line(
+    tmp_path: Path, files, skip: bool
+) -> None:
+    folder = Path(tempfile.mkdtemp(dir=tmp_path)) / "training_set"  # fresh for each example
+    folder.mkdir()
+    paths = []
+    for k, lines in enumerate(files, start=1):
+        text = b"\n".join(t for t, _, _ in lines) + b"\n"
+        paths.append(write(folder / f"mv_{k:07d}.txt", text))
+    oracles = [netflix_oracle(lines) for lines in files]
+    try:
+        r = read_training_set(folder, skip_bad_lines=skip)
+    except DataFormatError as exc:
+        event("outcome: DataFormatError")
+        assert not skip, exc
+        bad_file = next(k for k, (first_bad, _, _) in enumerate(oracles) if first_bad is not None)
+        assert exc.path == str(paths[bad_file]) and exc.line == oracles[bad_file][0], exc
+        return
+    assert skip or all(first_bad is None for first_bad, _, _ in oracles)
+    event("outcome: read")
+    _check_netflix_ratings(r)
+    assert _as_rows(r) == [row for _, kept, _ in oracles for row in kept]
+    assert r.skipped_lines == (sum(s for _, _, s in oracles) if skip else 0)
+
+
+@settings(
+    max_examples=fz.examples(60),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    data=st.binary(max_size=200)
+    | st.lists(
+        st.sampled_from([b"1", b"23", b":", b",", b"\n", b"\r\n", b"-", b"2005-02-30",
+                         b"2005-01-01", b"3", b"\x00", b"\xff", b" "]),
+        max_size=50,
+    ).map(b"".join),
+    skip=st.booleans(),
+)
+def test_fuzz_combined_raw_bytes_never_crash_or_corrupt(
+    tmp_path: Path, data: bytes, skip: bool
+) -> None:
+    path = write(tmp_path / "combined_data_1.txt", data)
+    try:
+        r = read_combined(path, skip_bad_lines=skip)
+    except DataFormatError as exc:
+        event("outcome: DataFormatError")
+        assert exc.path == str(path)
+        return
+    event("outcome: read")
+    _check_netflix_ratings(r)

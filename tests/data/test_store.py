@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -123,3 +126,77 @@ def test_missing_dates_kept_as_no_date(tmp_path):
 def test_load_rejects_non_dataset(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a prepared dataset"):
         load_dataset(tmp_path)
+
+
+# ----------------------------------------------------------------------------- nothing left behind
+
+
+def _dead_pid() -> int:
+    """The PID of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def _siblings(folder, name: str = "ds") -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(f".{name}."))
+
+
+def test_force_onto_a_plain_file_leaves_no_copy(tmp_path):
+    (tmp_path / "ds").write_text("not a dataset")
+    write_prepared(tmp_path / "ds", _ratings(30), overwrite=True)
+    assert load_dataset(tmp_path / "ds").n_ratings == 30
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]
+
+
+def test_leftovers_of_killed_writers_are_cleaned_and_live_ones_kept(tmp_path):
+    dead = _dead_pid()
+    write_prepared(tmp_path / "ds", _ratings(30))
+    for name in (f".ds.tmp-{dead}-0123abcd", f".ds.old-{dead}-89abcdef", f".ds.old-{dead}"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "indices.npy").write_bytes(b"x" * 1000)
+    (tmp_path / f".ds.old-{dead}-00000001").write_text("a replaced plain file")
+    live = tmp_path / f".ds.tmp-{os.getpid()}-feedf00d"  # a writer still running: ours
+    live.mkdir()
+    other = tmp_path / f".other.tmp-{dead}-0123abcd"  # another output's: not ours to judge
+    other.mkdir()
+    write_prepared(tmp_path / "ds", _ratings(40), overwrite=True)
+    assert load_dataset(tmp_path / "ds").n_ratings == 40
+    assert _siblings(tmp_path) == [live.name]
+    assert other.is_dir()
+
+
+def test_previous_dataset_moved_aside_by_a_killed_writer_is_put_back(tmp_path):
+    write_prepared(tmp_path / "ds", _ratings(30))
+    os.replace(tmp_path / "ds", tmp_path / f".ds.old-{_dead_pid()}-0123abcd")  # killed here
+    with pytest.raises(FileExistsError):  # the previous dataset is back, so --force is needed
+        write_prepared(tmp_path / "ds", _ratings(40))
+    assert load_dataset(tmp_path / "ds").n_ratings == 30
+    assert _siblings(tmp_path) == []
+
+
+def test_ratings_of_several_sources_that_no_stored_scale_holds(tmp_path):
+    a = Ratings([1, 2], [1, 1], [4, 5], scale=RatingScale(4, 5, 1), sources=["a.csv"])
+    b = Ratings([3], [1], [100000], scale=RatingScale(100000, 100001, 1), sources=["b.csv"])
+    expected = "scale 4–100000 .step 1., which cannot be stored: it has 99,997 levels"
+    with pytest.raises(DataFormatError, match=expected) as info:
+        write_prepared(tmp_path / "ds", Ratings.concat([a, b]))
+    assert info.value.path == "a.csv, b.csv"
+    assert not (tmp_path / "ds").exists() and _siblings(tmp_path) == []
+
+
+@pytest.mark.parametrize("relation", ["is", "contains", "lies inside"])
+def test_out_overlapping_a_source_is_refused_even_with_overwrite(tmp_path, relation):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "r.csv").write_text("1,1,4\n")
+    source, out = {
+        "is": (folder, folder),
+        "contains": (folder / "r.csv", folder),
+        "lies inside": (folder, folder / "ds"),
+    }[relation]
+    r = _ratings(30)
+    r.sources = [str(source)]
+    with pytest.raises(ValueError, match=f"--out {out} {relation} the input {source}"):
+        write_prepared(out, r, overwrite=True)
+    assert (folder / "r.csv").read_text() == "1,1,4\n"

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -239,3 +241,22 @@ def test_impossible_sizes_are_refused(tmp_path: Path, users: int, movies: int,
     with pytest.raises(ValueError):
         synthesize(tmp_path / "d", users=users, movies=movies, ratings=ratings)
     assert not (tmp_path / "d").exists()
+
+
+def test_leftovers_of_a_killed_run_are_cleaned_and_force_keeps_no_copy(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # proc.pid now names no running process
+    out = tmp_path / "data"
+    stale_tmp = tmp_path / f".data.tmp-{proc.pid}-0123abcd"
+    stale_old = tmp_path / f".data.old-{proc.pid}-89abcdef"
+    for stale in (stale_tmp, stale_old):
+        stale.mkdir()
+        (stale / "combined_data_1.txt").write_text("1:\n")
+    # out is missing: the stale old copy is what a killed --force run moved aside — put back
+    with pytest.raises(FileExistsError):
+        synthesize(out, users=20, movies=10, ratings=100)
+    assert (out / "combined_data_1.txt").read_text() == "1:\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    synthesize(out, users=20, movies=10, ratings=100, overwrite=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]
+    assert len(read_combined(out / "combined_data_1.txt")) == 100

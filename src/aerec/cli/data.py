@@ -3,12 +3,32 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from aerec.cli.common import console, fmt_int
+from aerec.cli.common import UserError, console, fmt_int
+
+
+@contextmanager
+def _writing(out: Path) -> Iterator[None]:
+    """An operating-system error while writing ``out`` (read-only file system, no permission,
+    disk full, a parent that cannot hold folders …) becomes one line naming it instead of a
+    traceback. Input errors are already one line (the readers raise DataFormatError, and
+    FileNotFoundError for a missing input, which carries no ``filename``)."""
+    try:
+        yield
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if isinstance(exc, FileNotFoundError) and not exc.filename:
+            raise
+        at = Path(str(exc.filename)) if exc.filename else None
+        where = f" ({at})" if at is not None and at.parent != out.parent and at != out else ""
+        raise UserError(f"cannot write {out}: {exc.strerror or exc}{where}") from None
 
 
 def _prepare(
@@ -46,7 +66,7 @@ def _prepare(
     """Read raw rating files into a prepared, memory-mappable sparse dataset."""
     from aerec.data.prepare import prepare_paths
 
-    with console.status(f"reading {', '.join(map(str, paths))} …"):
+    with _writing(out), console.status(f"reading {', '.join(map(str, paths))} …"):
         report = prepare_paths(
             paths,
             out,
@@ -143,7 +163,7 @@ def _synth(
     for key, value in (("users", users), ("movies", movies), ("ratings", ratings)):
         if value is not None:
             shape[key] = value
-    with console.status(
+    with _writing(out), console.status(
         f"generating {fmt_int(shape['ratings'])} ratings by {fmt_int(shape['users'])} users on "
         f"{fmt_int(shape['movies'])} movies …"
     ):

@@ -15,6 +15,9 @@ A line whose fields are all empty (a blank line) is ignored everywhere, not coun
 
 from __future__ import annotations
 
+import codecs
+import mmap
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +29,18 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
+from aerec.data import inputs
 from aerec.data.errors import DataFormatError
-from aerec.data.ratings import NO_DATE, Ratings, RatingScale, days_from_epoch_seconds
+from aerec.data.ratings import (
+    MAX_DAY,
+    MAX_LEVELS,
+    MAX_RATING_MAGNITUDE,
+    MIN_DAY,
+    Ratings,
+    RatingScale,
+    calendar_days,
+    days_from_epoch_seconds,
+)
 
 __all__ = [
     "CheckedTable",
@@ -49,13 +62,16 @@ FieldKind = Literal["id", "int", "rating", "seconds", "time", "empty", "text"]
 #: Given the finite ratings of the parseable rows (float64), the scale to validate them against.
 ScaleRule = Callable[[np.ndarray], RatingScale]
 
-_ID_RE = r"^\s*\d{1,18}\s*$"
+#: Up to 18 decimal digits (always an int64); ``-0`` is zero, as pyarrow's fast path reads it.
+_ID_RE = r"^\s*(\d{1,18}|-0{1,18})\s*$"
+_MAX_ID = 10**18 - 1
 _SECONDS_RE = r"^\s*-?\d{1,15}\s*$"
 _NUMBER_RE = r"^\s*[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d{1,3})?\s*$"
 _DATE_RE = r"^\s*\d{4}-\d{2}-\d{2}\s*$"
-_INT32_MAX = np.iinfo(np.int32).max
 _HEAD_BYTES = 64 * 1024
 _SHOWN_CHARS = 80
+#: Most ratings dropped one by one (``skip_bad_lines``) to make an inferred scale storable.
+_MAX_SCALE_REFITS = 100
 
 
 @dataclass(frozen=True)
@@ -102,16 +118,18 @@ class CheckedTable:
 
 
 def read_head(path: str | Path, n_bytes: int = _HEAD_BYTES) -> bytes:
-    """The first ``n_bytes`` of a file (raises ``OSError`` when it cannot be read)."""
-    with open(path, "rb") as f:
-        return f.read(n_bytes)
+    """The first ``n_bytes`` of a file's content, decompressed when it is gzip (raises
+    :class:`DataFormatError` when it cannot be read, ``FileNotFoundError`` when absent)."""
+    return inputs.read_head(path, n_bytes)
 
 
 def first_lines(path: str | Path, n: int = 5, n_bytes: int = _HEAD_BYTES) -> list[tuple[int, str]]:
     """Up to ``n`` complete non-blank lines from the first ``n_bytes`` of a file, as
     ``(1-based line number, text)`` with BOM and ``\\r`` removed, decoded as latin-1 so any byte
-    decodes. Reads only the head of the file, for sniffing."""
+    decodes. Reads only the head of the file (decompressed when gzip), for sniffing; binary data
+    is a :class:`DataFormatError`."""
     head = read_head(path, n_bytes)
+    inputs.refuse_binary(path, head)
     parts = head.removeprefix(b"\xef\xbb\xbf").decode("latin-1").split("\n")
     if len(head) == n_bytes:
         parts = parts[:-1]  # the last piece may be cut mid-line
@@ -133,7 +151,10 @@ def _describe_scale(scale: RatingScale) -> str:
 
 def _shown(text: str | bytes) -> str:
     if isinstance(text, bytes):
-        text = text.decode("latin-1")
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError:
+            text = text.decode("latin-1")
     return text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "…"
 
 
@@ -163,19 +184,69 @@ _FAST_TYPES = {
 }
 
 
-_MIN_SECONDS = (int(NO_DATE) + 1) * 86400  # earliest second whose day is not NO_DATE
-_MAX_SECONDS = (int(_INT32_MAX) + 1) * 86400 - 1  # latest second whose day fits int32
+_MIN_SECONDS = MIN_DAY * 86400  # 0001-01-01 00:00:00
+_MAX_SECONDS = (MAX_DAY + 1) * 86400 - 1  # 9999-12-31 23:59:59
 
 
 def _seconds_to_days(seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unix seconds (int64) → (days as int64, mask of seconds whose day is a valid int32 day)."""
+    """Unix seconds (int64) → (days as int64, mask of seconds within the years 0001–9999)."""
     return seconds // 86400, (seconds >= _MIN_SECONDS) & (seconds <= _MAX_SECONDS)
 
 
+def _fit_scale(scale_rule: ScaleRule, ratings: np.ndarray, path: Path) -> RatingScale:
+    try:
+        return scale_rule(ratings)
+    except ValueError as exc:  # e.g. no scale of sane steps fits these numbers
+        raise DataFormatError(
+            path, f"cannot fit a rating scale to the ratings ({exc}); pass --scale MIN:MAX[:STEP]"
+        ) from None
+
+
+def _unstorable_rows(ratings: np.ndarray, scale: RatingScale) -> tuple[np.ndarray, np.ndarray]:
+    """For finite ratings in file order: (rows whose value float32 cannot hold to within a
+    quarter of ``scale``'s step, rows from which the ratings so far span more than
+    :data:`MAX_LEVELS` steps)."""
+    imprecise = ~(np.abs(ratings.astype(np.float32).astype(np.float64) - ratings) < scale.step / 4)
+    span = np.maximum.accumulate(ratings) - np.minimum.accumulate(ratings)
+    wide = np.rint(span / scale.step) + 1 > MAX_LEVELS
+    return imprecise, wide
+
+
+def _has_hex_marker(path: Path, data: bytes | None, header_lines: int) -> bool:
+    """True when an ``x``/``X`` byte follows the header lines: pyarrow reads ``0x1F`` as the
+    integer 31, which the decimal grammar refuses, so such files take the diagnostic path.
+    A memchr-speed scan of the memory-mapped file, no parsing."""
+
+    def scan(buf) -> bool:
+        start = 0
+        for _ in range(header_lines):
+            start = buf.find(b"\n", start) + 1
+            if start == 0:
+                return False
+        return buf.find(b"x", start) >= 0 or buf.find(b"X", start) >= 0
+
+    if data is not None:
+        return scan(data)
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            return False
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            return scan(mapped)
+
+
 def _fast_read(path: Path, layout: TableLayout, data: bytes | None) -> dict | None:
-    """Typed multi-threaded read; None when anything is off (the diagnostic path then decides)."""
+    """Typed multi-threaded read; None when anything is off (the diagnostic path then decides).
+
+    Integer fields are parsed by pyarrow, which also takes hexadecimal (``0x1F``): files with
+    text fields (small title files) read them as strings checked against the decimal grammar,
+    others (big rating files) take the diagnostic path when an ``x`` appears at all."""
     names = [f.name for f in layout.fields]
+    has_text = any(f.kind == "text" for f in layout.fields)
+    if not has_text and _has_hex_marker(path, data, layout.header_lines):
+        return None
     types = {f.name: _FAST_TYPES[f.kind] for f in layout.fields if f.kind != "time"}
+    if has_text:
+        types.update({f.name: pa.string() for f in layout.fields if f.kind in ("id", "int")})
     try:
         table = pacsv.read_csv(
             _source(path, data),
@@ -203,12 +274,21 @@ def _fast_read(path: Path, layout: TableLayout, data: bytes | None) -> dict | No
         if col.null_count:
             return None
         if spec.kind in ("id", "int"):
+            if has_text:
+                text = pc.ascii_trim_whitespace(col)
+                if len(text) and not pc.all(pc.match_substring_regex(text, r"^\d{1,18}$")).as_py():
+                    return None
+                col = text.cast(pa.int64())
             values = col.to_numpy()
-            if values.size and values.min() < 0:
+            if values.size and (values.min() < 0 or values.max() > _MAX_ID):
                 return None
             columns[spec.name] = values
         elif spec.kind == "rating":
-            columns[spec.name] = col.to_numpy().astype(np.float64, copy=False)
+            values = col.to_numpy().astype(np.float64, copy=False)
+            with np.errstate(invalid="ignore"):
+                if not np.all(np.abs(values) <= MAX_RATING_MAGNITUDE):  # also NaN
+                    return None
+            columns[spec.name] = values
         else:  # seconds or time
             if spec.kind == "time" and pa.types.is_date32(col.type):
                 days = col.cast(pa.int32()).to_numpy().astype(np.int64)
@@ -222,7 +302,7 @@ def _fast_read(path: Path, layout: TableLayout, data: bytes | None) -> dict | No
                 days = np.zeros(0, np.int64)
             else:
                 return None
-            if days.size and days.min() <= NO_DATE:
+            if days.size and (days.min() < MIN_DAY or days.max() > MAX_DAY):
                 return None
             columns[spec.name] = days.astype(np.int32)
     columns["__rows__"] = table.num_rows
@@ -265,8 +345,83 @@ class _Diagnosis:
     scale: RatingScale | None
 
 
+def _valid_utf8(path: Path, data: bytes | None) -> bytes | None:
+    """``data`` (or the file's bytes), re-encoded from latin-1 when it is not valid UTF-8:
+    pyarrow decodes a malformed line's text as UTF-8 before handing it over, and fails on
+    anything else. Checked in 16 MiB pieces; the file is loaded only when it needs re-encoding."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    try:
+        if data is not None:
+            view = memoryview(data)
+            for start in range(0, len(view), 1 << 24):
+                decoder.decode(view[start : start + (1 << 24)])
+        else:
+            with open(inputs.check_regular_file(path), "rb") as f:
+                for piece in iter(lambda: f.read(1 << 24), b""):
+                    decoder.decode(piece)
+        decoder.decode(b"", final=True)
+        return data
+    except UnicodeDecodeError:
+        raw = data if data is not None else inputs.read_bytes(path)
+        return raw.decode("latin-1").encode("utf-8")
+
+
+def _storable_scale(
+    path: Path, ratings: np.ndarray, parsed: np.ndarray, scale_rule: ScaleRule, skip_bad: bool
+) -> tuple[RatingScale, np.ndarray, dict[int, str]]:
+    """The scale for the parsed ratings, made storable: (scale, rows whose rating cannot be
+    stored with the others, why for each such row).
+
+    A fixed scale that is storable flags nothing. An inferred one that is not (``4, 5,
+    100000``: 99,997 levels) flags the first row from which the ratings above span too many
+    levels, or whose value float32 cannot hold at that step; with ``skip_bad`` such rows are
+    dropped one by one and the scale inferred again (at most :data:`_MAX_SCALE_REFITS` times).
+    """
+    unstorable = np.zeros(len(ratings), dtype=bool)
+    why: dict[int, str] = {}
+    for _ in range(_MAX_SCALE_REFITS + 1):
+        rows = np.flatnonzero(parsed & ~unstorable)
+        scale = _fit_scale(scale_rule, ratings[rows], path)
+        problem = scale.storage_problem()
+        if problem is None or (why and not skip_bad):
+            return scale, unstorable, why
+        if len(why) >= _MAX_SCALE_REFITS:
+            raise DataFormatError(
+                path,
+                f"more than {_MAX_SCALE_REFITS} ratings do not fit one storable scale; "
+                "pass --scale MIN:MAX[:STEP]",
+            )
+        imprecise, wide = _unstorable_rows(ratings[rows], scale)
+        hits = np.flatnonzero(imprecise | wide)
+        if not hits.size:  # only levels between or beside the ratings are the problem
+            raise DataFormatError(
+                path,
+                f"the ratings need the scale {_describe_scale(scale)}, which cannot be stored: "
+                f"{problem}; pass --scale MIN:MAX[:STEP]",
+            )
+        k = int(hits[0])
+        row = int(rows[k])
+        unstorable[row] = True
+        if imprecise[k]:
+            why[row] = f"exactly in steps of {scale.step:g}; pass --scale MIN:MAX[:STEP]"
+        else:
+            seen = ratings[rows[: k + 1]]
+            lo, hi = float(seen.min()), float(seen.max())
+            levels = round((hi - lo) / scale.step) + 1
+            why[row] = (
+                f"with the ratings above it: together they span {lo:g}–{hi:g} in steps of "
+                f"{scale.step:g}, {levels:,} levels, more than the {MAX_LEVELS:,} a prepared "
+                "dataset holds; pass --scale MIN:MAX[:STEP]"
+            )
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _diagnose(
-    path: Path, layout: TableLayout, data: bytes | None, scale_rule: ScaleRule | None
+    path: Path,
+    layout: TableLayout,
+    data: bytes | None,
+    scale_rule: ScaleRule | None,
+    skip_bad: bool = False,
 ) -> _Diagnosis:
     """Read every field as raw bytes and check all rows with vectorised operations."""
     wrong_shape: list[tuple[int | None, str]] = []
@@ -280,6 +435,7 @@ def _diagnose(
         return "skip"
 
     names = [f.name for f in layout.fields]
+    data = _valid_utf8(path, data)
     try:
         table = pacsv.read_csv(
             _source(path, data),
@@ -350,29 +506,49 @@ def _diagnose(
                 ok & ~finite,
                 lambda row, s=spec: f"{s.what} {value(s.name, row)!r} is not a finite number",
             )
+            add_check(
+                ok & finite & (np.abs(columns[spec.name]) > MAX_RATING_MAGNITUDE),
+                lambda row, s=spec: (
+                    f"{s.what} {value(s.name, row)!r} is too large to be stored exactly "
+                    f"(ratings must lie within ±{MAX_RATING_MAGNITUDE:,.0f})"
+                ),
+            )
             rating_name = spec.name
         else:  # seconds or time
             is_seconds = _np(pc.match_substring_regex(col, _SECONDS_RE))
             seconds = _np(_as_trimmed_text(col, is_seconds, b"0").cast(pa.int64()))
             days, in_range = _seconds_to_days(seconds)
             ok = is_seconds & in_range
+            is_date = np.zeros(n, dtype=bool)
+            real_date = np.zeros(n, dtype=bool)
             expected = "unix seconds"
             if spec.kind == "time":
                 is_date = _np(pc.match_substring_regex(col, _DATE_RE))
-                stamps = pc.strptime(
-                    _as_trimmed_text(col, is_date, b"1970-01-01"),
-                    format="%Y-%m-%d",
-                    unit="s",
-                    error_is_null=True,
+                text = _as_trimmed_text(col, is_date, b"1970-01-01")
+                year, month, day = (
+                    _np(pc.utf8_slice_codeunits(text, a, b).cast(pa.int64()))
+                    for a, b in ((0, 4), (5, 7), (8, 10))
                 )
-                date_ok = is_date & _np(pc.is_valid(stamps))
-                date_days = _np(pc.fill_null(stamps.cast(pa.int64()), 0)) // 86400
-                days = np.where(date_ok, date_days, days)
-                ok = ok | date_ok
+                date_days, real = calendar_days(year, month, day)
+                real_date = is_date & real
+                days = np.where(real_date, date_days, days)
+                ok = ok | real_date
                 expected = "unix seconds or a YYYY-MM-DD date"
             add_check(
-                ~ok,
+                ~(is_seconds | is_date),
                 lambda row, s=spec, e=expected: f"{s.what} {value(s.name, row)!r} is not {e}",
+            )
+            add_check(
+                is_date & ~real_date,
+                lambda row, s=spec: (
+                    f"{s.what} {value(s.name, row)!r} is not a valid YYYY-MM-DD date"
+                ),
+            )
+            add_check(
+                is_seconds & ~in_range,
+                lambda row, s=spec: (
+                    f"{s.what} {value(s.name, row)!r} is outside the years 0001–9999"
+                ),
             )
             columns[spec.name] = np.where(ok, days, 0).astype(np.int32)
 
@@ -383,7 +559,12 @@ def _diagnose(
     scale = None
     if rating_name is not None and scale_rule is not None:
         ratings = columns[rating_name]
-        scale = scale_rule(ratings[parsed])
+        scale, unstorable, why = _storable_scale(path, ratings, parsed, scale_rule, skip_bad)
+        add_check(
+            unstorable,
+            lambda row: f"rating {value(rating_name, row)!r} cannot be stored {why[row]}",
+        )
+        parsed &= ~unstorable
         off_scale = scale.invalid_mask(ratings) & parsed
         described = _describe_scale(scale)
         add_check(
@@ -446,20 +627,30 @@ def read_checked(
     unless ``skip_bad_lines``.
     """
     path = Path(path)
+    if data is None and inputs.is_gzip(path):
+        data = inputs.read_bytes(path)
+    inputs.refuse_binary(path, data[:_HEAD_BYTES] if data is not None else read_head(path))
     fast = _fast_read(path, layout, data)
     rating_name = next((f.name for f in layout.fields if f.kind == "rating"), None)
     if fast is not None:
         n_rows = fast.pop("__rows__")
         if rating_name is not None and scale_rule is not None:
             ratings = fast[rating_name]
-            scale = scale_rule(ratings[np.isfinite(ratings)])
-            if not scale.invalid_mask(ratings).any():
+            try:
+                scale = scale_rule(ratings)
+            except ValueError:
+                scale = None  # the diagnostic path says which line
+            if (
+                scale is not None
+                and scale.storage_problem() is None
+                and not scale.invalid_mask(ratings).any()
+            ):
                 return CheckedTable(fast, n_rows, scale, 0)
-            # Off-scale ratings: the diagnostic path finds their lines (and the first bad one).
+            # Off-scale or unstorable ratings: the diagnostic path finds their lines.
         else:
             return CheckedTable(fast, n_rows, None, 0)
 
-    diagnosis = _diagnose(path, layout, data, scale_rule)
+    diagnosis = _diagnose(path, layout, data, scale_rule, skip_bad_lines)
     if diagnosis.first_error is not None and not skip_bad_lines:
         line, reason = diagnosis.first_error
         raise DataFormatError(path, reason, line=line)
@@ -593,7 +784,7 @@ def read_generic(
         header_lines=header_lines,
         quoted=delimiter in (",", ";"),
     )
-    data = collapse_whitespace(path.read_bytes()) if delimiter == " " else None
+    data = collapse_whitespace(inputs.read_bytes(path)) if delimiter == " " else None
 
     def rule(ratings: np.ndarray) -> RatingScale:
         return scale if scale is not None else RatingScale.infer(ratings)

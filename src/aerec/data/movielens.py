@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from aerec.data import inputs
 from aerec.data.errors import DataFormatError
 from aerec.data.generic import (
     FieldSpec,
@@ -164,8 +165,9 @@ def read_ml_csv_ratings(path: str | Path, *, skip_bad_lines: bool = False) -> Ra
 
 
 def _utf8_bytes(path: Path) -> bytes:
-    """The file as UTF-8: as is when it decodes, else read as latin-1 and re-encoded."""
-    raw = path.read_bytes()
+    """The file (decompressed when gzip) as UTF-8: as is when it decodes, else read as latin-1
+    and re-encoded."""
+    raw = inputs.read_bytes(path)
     try:
         raw.decode("utf-8")
         return raw
@@ -360,7 +362,7 @@ def _sniff(path: str | Path, n: int = 5) -> list[str]:
     """The first ``n`` non-blank lines, stripped; none when the file cannot be read."""
     try:
         return [line.strip() for _, line in first_lines(path, n, _SNIFF_BYTES)]
-    except OSError:
+    except (OSError, DataFormatError):
         return []
 
 
@@ -396,7 +398,7 @@ def titles_path_for(ratings_path: str | Path) -> Path | None:
     / ``u1.base`` …, ``movies.dat`` beside ``ratings.dat``, ``movies.csv`` beside
     ``ratings.csv``. None when the format is not recognised or the titles file is absent."""
     path = Path(ratings_path)
-    name = path.name
+    name = inputs.strip_gz(path.name)
     if _ML100K_RATINGS_NAME.fullmatch(name) or looks_like_ml100k(path):
         candidate = "u.item"
     elif name.lower().endswith(".dat") or looks_like_ml_dat(path):

@@ -24,7 +24,6 @@ and counted in :attr:`Ratings.skipped_lines` instead.
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -33,8 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
+from aerec.data import inputs
 from aerec.data.errors import DataFormatError
-from aerec.data.ratings import Ratings, RatingScale, Titles
+from aerec.data.ratings import Ratings, RatingScale, Titles, month_tables
 
 __all__ = [
     "NETFLIX_SCALE",
@@ -64,6 +64,8 @@ _MAX_ID_DIGITS = 18
 #: and rows at the top of a chunk that continue the previous chunk's last movie.
 _NO_HEADER, _BAD_HEADER, _INHERIT = -1, -2, -3
 _SNIFF_BYTES = 8192
+#: Head of each file checked for binary data (NUL or control bytes).
+_BINARY_SNIFF_BYTES = 64 * 1024
 
 
 def _default_threads() -> int:
@@ -98,16 +100,8 @@ _QUALIFYING_ROW = _RowFormat("CustomerID,Date", 11, False, True)
 _PROBE_ROW = _RowFormat("CustomerID", 0, False, False)
 
 
-@functools.lru_cache(maxsize=1)
-def _month_tables() -> tuple[np.ndarray, np.ndarray]:
-    """Days since 1970-01-01 of the first day of each month of years 0000–9999, indexed by
-    ``year * 12 + month - 1``, and each month's length (0 for year 0, which we reject)."""
-    months = np.arange(10000 * 12 + 1, dtype=np.int64) - 1970 * 12
-    first_days = months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
-    month_start = first_days[:-1].astype(np.int32)
-    month_len = np.diff(first_days).astype(np.int32)
-    month_len[:12] = 0
-    return month_start, month_len
+#: The calendar shared with every reader (years 0001–9999; see ``ratings.calendar_days``).
+_month_tables = month_tables
 
 
 # --------------------------------------------------------------------------------------------
@@ -557,16 +551,19 @@ def _explain(buf: np.ndarray, bad: _BadLine, fmt: _RowFormat) -> str:
 
 
 def _read_bytes(path: Path) -> tuple[np.ndarray, int]:
-    """The file's bytes and where the text starts (after a UTF-8 byte-order mark, if any)."""
-    try:
-        buf = np.fromfile(path, dtype=np.uint8)
-    except FileNotFoundError:
-        raise
-    except OSError as exc:
-        raise DataFormatError(path, f"cannot read file: {exc.strerror or exc}") from exc
+    """The file's bytes (decompressed when gzip) and where the text starts (after a UTF-8
+    byte-order mark, if any)."""
+    if inputs.is_gzip(path):
+        buf = np.frombuffer(inputs.read_bytes(path), dtype=np.uint8)
+    else:
+        try:
+            buf = np.fromfile(inputs.check_regular_file(path), dtype=np.uint8)
+        except OSError as exc:
+            raise DataFormatError(path, f"cannot read file: {exc.strerror or exc}") from None
     if not len(buf):
         raise DataFormatError(path, "file is empty")
     begin = 3 if bytes(buf[:3]) == _BOM else 0
+    inputs.refuse_binary(path, bytes(buf[begin : begin + _BINARY_SNIFF_BYTES]))
     return buf, begin
 
 
@@ -640,6 +637,8 @@ def read_training_set(
     files = sorted(folder.glob("mv_*.txt"))
     if not files:
         raise DataFormatError(folder, "no mv_*.txt files in the folder")
+    for f in files:
+        inputs.check_regular_file(f)  # a folder named mv_0000003.txt is an error, not a crash
     sizes = np.array([f.stat().st_size for f in files], dtype=np.int64)
     for f, size in zip(files, sizes):
         if size == 0:
@@ -649,11 +648,15 @@ def read_training_set(
     pos = 0
     for k, f in enumerate(files):  # a loop over files, not ratings
         file_starts[k] = pos
-        with open(f, "rb") as fh:
-            got = fh.readinto(memoryview(buf[pos : pos + sizes[k]]))
+        try:
+            with open(f, "rb") as fh:
+                got = fh.readinto(memoryview(buf[pos : pos + sizes[k]]))
+        except OSError as exc:
+            raise DataFormatError(f, f"cannot read file: {exc.strerror or exc}") from None
         if got != sizes[k]:
             raise DataFormatError(f, "file changed while being read")
         size = int(sizes[k])
+        inputs.refuse_binary(f, bytes(buf[pos : pos + min(size, _BINARY_SNIFF_BYTES)]))
         if bytes(buf[pos : pos + 3]) == _BOM:  # drop a UTF-8 byte-order mark
             buf[pos : pos + size - 3] = buf[pos + 3 : pos + size].copy()
             size -= 3
@@ -836,9 +839,8 @@ _TITLE_COLUMNS = re.compile(rb"[^0-9,]*(movie|id)[^,]*,.*", re.IGNORECASE)
 def _head_lines(path: str | Path) -> list[bytes] | None:
     """The complete, non-blank lines within the first few KB, or None if unreadable."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(_SNIFF_BYTES + 1)
-    except OSError:
+        head = inputs.read_head(path, _SNIFF_BYTES + 1)
+    except (OSError, DataFormatError):
         return None
     if head.startswith(_BOM):
         head = head[3:]

@@ -6,16 +6,18 @@ given (file names first, then a sniff of the first bytes); ``fmt`` forces one.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from aerec.data import generic, movielens, netflix
+from aerec.data import generic, inputs, movielens, netflix
 from aerec.data.errors import DataFormatError
 from aerec.data.ratings import Ratings, RatingScale, Titles
-from aerec.data.store import PrepareReport, write_prepared
+from aerec.data.store import PrepareReport, check_out_apart, write_prepared
+from aerec.fileio import clean_stale_siblings
 
 #: Rating-file formats ``--format`` accepts.
 FORMATS = ("netflix", "netflix-training-set", "ml-100k", "ml-dat", "ml-csv", "generic")
@@ -44,8 +46,12 @@ def _expand(paths: list[Path]) -> list[Path]:
         if p.name == "training_set" or any(p.glob("mv_*.txt")):
             out.append(p)
             continue
-        names = {c.name: c for c in p.iterdir()}
-        picked = sorted(p.glob("combined_data_*.txt"))
+        names: dict[str, Path] = {}
+        for c in sorted(p.iterdir(), key=lambda c: c.name.lower().endswith(".gz")):
+            names.setdefault(inputs.strip_gz(c.name), c)  # ratings.csv.gz stands for ratings.csv
+        picked = sorted(
+            c for c in p.iterdir() if re.fullmatch(r"combined_data_.*\.txt(\.gz)?", c.name)
+        )
         for name in ("training_set", "probe.txt", "qualifying.txt"):
             if name in names and not picked:
                 picked.append(names[name])
@@ -60,8 +66,9 @@ def _expand(paths: list[Path]) -> list[Path]:
 
 
 def _role(path: Path) -> str:
-    """Classify one file: 'titles', 'probe', 'qualifying' or a rating format."""
-    name = path.name.lower()
+    """Classify one file: 'titles', 'probe', 'qualifying' or a rating format (``.gz`` files by
+    the name without it)."""
+    name = inputs.strip_gz(path.name.lower())
     if path.is_dir():
         return "netflix-training-set"
     if name.startswith("movie_titles"):
@@ -149,6 +156,17 @@ def read_ratings(
     path: Path, fmt: str, *, scale: RatingScale | None = None, skip_bad_lines: bool = False
 ) -> Ratings:
     """Read one rating file (or training_set folder) in format ``fmt``."""
+    try:
+        return _read_ratings(path, fmt, scale=scale, skip_bad_lines=skip_bad_lines)
+    except (FileNotFoundError, DataFormatError):
+        raise
+    except OSError as exc:  # e.g. the file vanished or became unreadable mid-read
+        raise DataFormatError(path, f"cannot read: {exc.strerror or exc}") from None
+
+
+def _read_ratings(
+    path: Path, fmt: str, *, scale: RatingScale | None, skip_bad_lines: bool
+) -> Ratings:
     if fmt == "netflix":
         r = netflix.read_combined(path, skip_bad_lines=skip_bad_lines)
     elif fmt == "netflix-training-set":
@@ -168,6 +186,7 @@ def read_ratings(
 
 def read_titles(path: Path) -> Titles:
     """Read a titles file, whichever family it belongs to."""
+    inputs.check_regular_file(path)  # a folder or device is named as such, not mis-sniffed
     role = _role(path)
     if role == "netflix-titles":
         return netflix.read_movie_titles(path)
@@ -182,16 +201,23 @@ def read_titles(path: Path) -> Titles:
     )
 
 
-def _pair_keys(users: np.ndarray, movies: np.ndarray, width: int) -> np.ndarray:
-    return users.astype(np.int64) * width + movies.astype(np.int64)
+def _pair_keys(
+    users: np.ndarray, movies: np.ndarray, probe_users: np.ndarray, probe_movies: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """One int64 key per (user, movie) pair of the ratings and of the probe, equal exactly when
+    the pairs are: built from dense ranks, so raw ids up to 18 digits cannot overflow."""
+    _, user_rank = np.unique(np.concatenate([users, probe_users]), return_inverse=True)
+    movie_universe, movie_rank = np.unique(
+        np.concatenate([movies, probe_movies]), return_inverse=True
+    )
+    keys = user_rank.astype(np.int64) * len(movie_universe) + movie_rank
+    return keys[: len(users)], keys[len(users) :]
 
 
 def split_out_probe(ratings: Ratings, probe: Path) -> tuple[Ratings, Ratings]:
     """Move the ratings named by a Netflix ``probe.txt`` into a test table."""
     movies, users = netflix.read_probe(probe)
-    width = int(max(ratings.movie_ids.max(), movies.max() if len(movies) else 0)) + 1
-    keys = _pair_keys(ratings.user_ids, ratings.movie_ids, width)
-    probe_keys = _pair_keys(users, movies, width)
+    keys, probe_keys = _pair_keys(ratings.user_ids, ratings.movie_ids, users, movies)
     in_probe = np.isin(keys, probe_keys)
     missing = len(np.unique(probe_keys)) - int(in_probe.sum())
     if missing > 0:
@@ -229,11 +255,22 @@ def prepare_paths(
     ``test`` names a fixed test split: a rating file of the same family (MovieLens ``u1.test``)
     or a Netflix ``probe.txt`` (its pairs are moved out of the ratings into the test split).
     A ``probe.txt`` among ``paths`` is treated the same way.
+
+    ``out`` may not be, contain or lie inside any input (``ValueError``, whatever
+    ``overwrite``); a scale that a prepared dataset cannot hold is refused (``ValueError``).
     """
     start = time.perf_counter()
+    check_out_apart(out, [*paths, test, titles])
     if isinstance(scale, str):
         scale = RatingScale.parse(scale)
+    if scale is not None and (problem := scale.storage_problem()) is not None:
+        raise ValueError(
+            f"rating scale {scale.minimum:g}:{scale.maximum:g}:{scale.step:g} cannot be stored: "
+            f"{problem}"
+        )
+    clean_stale_siblings(out)
     found = detect(list(paths), fmt)
+    check_out_apart(out, [found.titles, found.probe, found.qualifying])
     ratings = Ratings.concat(
         [
             read_ratings(f, found.fmt, scale=scale, skip_bad_lines=skip_bad_lines)

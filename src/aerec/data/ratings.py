@@ -7,6 +7,7 @@ store, splits, training — starts from these.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -14,6 +15,20 @@ import numpy as np
 
 #: ``days`` value for a rating whose date is unknown (probe.txt has none, for instance).
 NO_DATE = np.iinfo(np.int32).min
+
+#: Most rating levels a prepared dataset holds: ratings are stored as uint8 or uint16 codes.
+MAX_LEVELS = 1 << 16
+
+#: Largest rating magnitude accepted. Ratings are float32 once read, exact for integers up to
+#: 2**24 only; 10,000,000 stays below that with room for the extra level an inferred scale may
+#: add, so a lone large rating never makes its scale unstorable. (Within the bound, float32
+#: still decides which steps are exact: see :meth:`RatingScale.storage_problem`.)
+MAX_RATING_MAGNITUDE = 10_000_000.0
+
+#: The one date rule of every reader: a real calendar date of the years 0001–9999, however it is
+#: written (``YYYY-MM-DD`` or unix seconds). As days since 1970-01-01:
+MIN_DAY = -719_162  # 0001-01-01
+MAX_DAY = 2_932_896  # 9999-12-31
 
 
 @dataclass(frozen=True)
@@ -25,10 +40,12 @@ class RatingScale:
     step: float
 
     def __post_init__(self) -> None:
-        if not (self.maximum > self.minimum and self.step > 0):
+        numbers = (self.minimum, self.maximum, self.step)
+        finite = all(math.isfinite(x) for x in numbers)
+        if not (finite and self.maximum > self.minimum and self.step > 0):
             raise ValueError(f"invalid rating scale {self}")
         levels = (self.maximum - self.minimum) / self.step
-        if abs(levels - round(levels)) > 1e-6:
+        if not math.isfinite(levels) or abs(levels - round(levels)) > 1e-6:
             raise ValueError(f"rating scale {self}: step does not divide the range")
 
     @property
@@ -41,14 +58,52 @@ class RatingScale:
         return (self.minimum + self.step * np.arange(self.levels)).astype(np.float32)
 
     def invalid_mask(self, ratings: np.ndarray) -> np.ndarray:
-        """True where a rating is not finite, off the scale's range, or between its steps."""
-        r = np.asarray(ratings, dtype=np.float64)
+        """True where a rating is not finite, off the scale's range, or between its steps.
+
+        Within a millionth of a step counts as on it; float32 ratings (as :class:`Ratings`
+        holds them) get their own rounding error on top, so 100.3 on a 0.1 scale stays valid."""
+        given = np.asarray(ratings)
+        r = given.astype(np.float64)
         pos = (r - self.minimum) / self.step
+        tol = 1e-6
+        if given.dtype == np.float32:
+            tol = tol + np.abs(r) * 2.0**-23 / self.step
         with np.errstate(invalid="ignore"):
-            off_step = np.abs(pos - np.round(pos)) > 1e-6
-            return (
-                ~np.isfinite(r) | (r < self.minimum - 1e-9) | (r > self.maximum + 1e-9) | off_step
-            )
+            off_step = np.abs(pos - np.round(pos)) > tol
+            outside = (pos < -tol) | (pos > self.levels - 1 + tol)
+            return ~np.isfinite(r) | outside | off_step
+
+    def codes(self, ratings: np.ndarray) -> np.ndarray:
+        """The stored code of each rating: its level ``round((rating - minimum) / step)``, int64
+        (computed in float64, so it is exact for every storable scale)."""
+        r = np.asarray(ratings, dtype=np.float64)
+        return np.rint((r - self.minimum) / self.step).astype(np.int64)
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Ratings of stored ``codes``, float32 — exactly how a prepared dataset reads them."""
+        c = np.asarray(codes).astype(np.float32)
+        return c * np.float32(self.step) + np.float32(self.minimum)
+
+    def decodes_faithfully(self, values: np.ndarray) -> np.ndarray:
+        """True where a value on this scale comes back from its stored code as itself: within
+        4 float32 ulps (float32 arithmetic noise) and a quarter step (never a neighbour).
+        ``values`` are float64, shape ``(n,)``."""
+        exact = np.asarray(values, dtype=np.float64)
+        decoded = self.decode(self.codes(exact)).astype(np.float64)
+        ulp = np.spacing(np.maximum(np.abs(exact), self.step).astype(np.float32))
+        err = np.abs(decoded - exact)
+        return (err <= 4 * ulp.astype(np.float64)) & (err < self.step / 4)
+
+    def storage_problem(self) -> str | None:
+        """Why a prepared dataset cannot hold this scale, or None when it can: at most
+        :data:`MAX_LEVELS` levels, each of which decodes faithfully (float32)."""
+        levels = self.levels
+        if levels > MAX_LEVELS:
+            return f"it has {levels:,} levels, more than the {MAX_LEVELS:,} a dataset holds"
+        exact = self.minimum + self.step * np.arange(levels, dtype=np.float64)
+        if not np.all(self.decodes_faithfully(exact)):
+            return "its values are too large for its step to be stored exactly (float32)"
+        return None
 
     def relevance_threshold(self) -> float:
         """Smallest rating counted as relevant for top-N metrics.
@@ -82,7 +137,9 @@ class RatingScale:
     def infer(cls, ratings: np.ndarray) -> RatingScale:
         """Guess the scale from observed ratings: whole stars 1–5, half stars 0.5–5, or 1–100 …
 
-        Falls back to the observed min/max with the coarsest step that fits every rating.
+        Falls back to the observed min/max with the coarsest of the steps 1, 0.5, 0.25, 0.2,
+        0.125, 0.1 … 0.00001 that fits every rating (whether a dataset can store that scale is
+        :meth:`storage_problem`'s question).
         """
         r = np.asarray(ratings, dtype=np.float64)
         if r.size == 0:
@@ -100,11 +157,15 @@ class RatingScale:
             return cls(1.0, 10.0, 1.0)
         if whole and lo >= 1 and hi <= 100:
             return cls(1.0, 100.0, 1.0)
-        for step in (1.0, 0.5, 0.25, 0.1, 0.05, 0.01):
+        for step in _INFER_STEPS:
             if np.all(np.abs(r / step - np.round(r / step)) < 1e-6):
-                start = math.floor(lo / step) * step
+                start = round(lo / step) * step  # lo is on the grid (checked just above)
                 return cls(start, max(hi, start + step), step)
         return cls(lo, hi if hi > lo else lo + 1.0, (hi - lo) / 1000 if hi > lo else 1.0)
+
+
+_INFER_STEPS = (1.0, 0.5, 0.25, 0.2, 0.125, 0.1, 0.05, 0.025, 0.02, 0.01, 0.005, 0.001, 1e-4,
+                1e-5)
 
 
 @dataclass
@@ -192,6 +253,36 @@ class Titles:
 
     def __len__(self) -> int:
         return len(self.titles)
+
+
+@functools.lru_cache(maxsize=1)
+def month_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Days since 1970-01-01 of the first day of each month of years 0000–9999, indexed by
+    ``year * 12 + month - 1``, and each month's length (0 for year 0, which no reader accepts)."""
+    months = np.arange(10000 * 12 + 1, dtype=np.int64) - 1970 * 12
+    first_days = months.astype("datetime64[M]").astype("datetime64[D]").astype(np.int64)
+    month_start = first_days[:-1].astype(np.int32)
+    month_len = np.diff(first_days).astype(np.int32)
+    month_len[:12] = 0
+    return month_start, month_len
+
+
+def calendar_days(
+    year: np.ndarray, month: np.ndarray, day: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Vectorised ``YYYY-MM-DD`` → (days since 1970-01-01 as int32, mask of real dates).
+
+    A date is real when its year is 1–9999, its month 1–12 and its day exists in that month
+    (``2005-02-30`` does not); days are 0 where it is not."""
+    year = np.asarray(year, dtype=np.int64)
+    month = np.asarray(month, dtype=np.int64)
+    day = np.asarray(day, dtype=np.int64)
+    month_start, month_len = month_tables()
+    ok = (year >= 1) & (year <= 9999) & (month >= 1) & (month <= 12)
+    index = np.where(ok, year * 12 + month - 1, 0)
+    ok &= (day >= 1) & (day <= month_len[index])
+    days = np.where(ok, month_start[index].astype(np.int64) + day - 1, 0)
+    return days.astype(np.int32), ok
 
 
 def days_from_epoch_seconds(seconds: np.ndarray) -> np.ndarray:

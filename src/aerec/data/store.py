@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,6 +31,7 @@ import scipy.sparse as sp
 from aerec import __version__
 from aerec.data.errors import DataFormatError
 from aerec.data.ratings import NO_DATE, Ratings, RatingScale, Titles
+from aerec.fileio import clean_stale_siblings, make_sibling_dir, move_into_place, remove_path
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -103,10 +101,7 @@ class PreparedDataset:
         return (self.n_users, self.n_movies)
 
     def _to_csr(self, arrays: CsrArrays) -> sp.csr_matrix:
-        scale = self.scale
-        data = (arrays.codes.astype(np.float32) * np.float32(scale.step)) + np.float32(
-            scale.minimum
-        )
+        data = self.scale.decode(arrays.codes)
         # scipy keeps the int32 indices without copying; indptr is small.
         return sp.csr_matrix(
             (data, np.asarray(arrays.indices), np.asarray(arrays.indptr)),
@@ -308,6 +303,27 @@ def _check_scale(ratings: Ratings, scale: RatingScale, label: str) -> None:
         )
 
 
+def check_out_apart(out: str | Path, inputs: list[str | Path | None]) -> None:
+    """Refuse (``ValueError``) an output folder that is, contains or lies inside one of the
+    ``inputs`` (files or folders; None entries are ignored): replacing it would destroy them."""
+    target = Path(out).resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if target == source:
+            relation = "is"
+        elif target in source.parents:
+            relation = "contains"
+        elif source in target.parents:
+            relation = "lies inside"
+        else:
+            continue
+        raise ValueError(
+            f"--out {out} {relation} the input {given}; choose an --out apart from the inputs"
+        )
+
+
 @dataclass
 class PrepareReport:
     """What ``write_prepared`` did: counts and anything dropped."""
@@ -345,6 +361,11 @@ def write_prepared(
     """
     start = time.perf_counter()
     out = Path(out)
+    check_out_apart(
+        out,
+        [*ratings.sources, *(test.sources if test is not None else []), *(extra_sources or [])],
+    )
+    clean_stale_siblings(out)
     if out.exists() and not overwrite and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out}: already exists; choose another --out or pass --force")
     if len(ratings) == 0:
@@ -356,6 +377,13 @@ def write_prepared(
             scale = fixed.pop()
         else:
             scale = RatingScale.infer(np.concatenate([p.ratings for p in parts]))
+    problem = scale.storage_problem()
+    if problem is not None:
+        raise DataFormatError(
+            ", ".join(dict.fromkeys(s for p in parts for s in p.sources)) or "ratings",
+            f"the ratings need the scale {scale.minimum:g}–{scale.maximum:g} (step "
+            f"{scale.step:g}), which cannot be stored: {problem}; pass --scale MIN:MAX[:STEP]",
+        )
     for p, label in zip(parts, ["ratings", "test ratings"]):
         _check_scale(p, scale, label)
 
@@ -367,7 +395,7 @@ def write_prepared(
     code_dtype = np.uint8 if scale.levels <= 256 else np.uint16
 
     def to_arrays(r: Ratings, label: str) -> tuple[CsrArrays, int]:
-        codes = np.rint((r.ratings - scale.minimum) / scale.step).astype(code_dtype)
+        codes = scale.codes(r.ratings).astype(code_dtype)  # exact: scale storable, on scale
         arrays, dup = _build_csr(
             _dense_ids(r.user_ids, user_universe),
             _dense_ids(r.movie_ids, movie_universe),
@@ -440,7 +468,7 @@ def write_prepared(
     }
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = make_sibling_dir(out, "tmp")  # .NAME.tmp-PID-…: a later run cleans it if we are killed
     try:
         train_arrays.save(tmp)
         if test_arrays is not None:
@@ -460,15 +488,9 @@ def write_prepared(
             encoding="utf-8",
         )
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{os.getpid()}")
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        move_into_place(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_path(tmp)
         raise
     return PrepareReport(
         out,

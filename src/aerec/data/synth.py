@@ -30,9 +30,6 @@ Every file is written into a temporary sibling directory which is renamed into p
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +37,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy.special import ndtr
+
+from aerec.fileio import clean_stale_siblings, make_sibling_dir, move_into_place, remove_path
 
 __all__ = [
     "PRESETS",
@@ -210,6 +209,7 @@ def synthesize(
     if not 1 <= n_groups <= users:
         raise ValueError(f"groups must be between 1 and users ({users}), got {groups}")
     out = Path(out_dir)
+    clean_stale_siblings(out)  # what a killed earlier run left beside out
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"{out} exists and is not a directory")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -217,12 +217,12 @@ def synthesize(
     say = progress or (lambda _msg: None)
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _fresh_sibling(out, "tmp")
+    tmp = make_sibling_dir(out, "tmp")
     try:
         stats = _generate(tmp, users, movies, ratings, seed, n_groups, say)
-        _move_into_place(tmp, out)
+        move_into_place(tmp, out)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_path(tmp)
         raise
     files = [out / name for name in (COMBINED_FILE, TITLES_FILE, GROUND_TRUTH_FILE,
                                      PARAMS_FILE, README_FILE)]
@@ -268,30 +268,6 @@ def _check_sizes(users: int, movies: int, ratings: int) -> None:
         )
     if ratings > users * movies:
         raise ValueError(f"ratings ({ratings:,}) exceed users × movies ({users * movies:,})")
-
-
-def _fresh_sibling(out: Path, tag: str) -> Path:
-    """A new empty hidden directory beside ``out`` (made with the process umask, unlike
-    ``tempfile.mkdtemp``'s 0700, because it becomes ``out``)."""
-    for _ in range(100):
-        path = out.parent / f".{out.name}.{tag}-{os.getpid()}-{secrets.token_hex(4)}"
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:  # pragma: no cover - 32 random bits collided
-            continue
-    raise FileExistsError(f"cannot create a temporary directory beside {out}")  # pragma: no cover
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished ``tmp`` to ``out``, replacing an existing ``out`` (already allowed)."""
-    if out.is_dir() and any(out.iterdir()):
-        old = _fresh_sibling(out, "old")
-        os.rename(out, old / "replaced")
-        os.rename(tmp, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, out)  # out absent or an empty directory
 
 
 def _generate(
