@@ -23,9 +23,27 @@ Measured in the same run, one after the other:
 ``POST /recommendations``       what the web page sends: 10 explained recommendations
 ``… explain=false``             the same without similar users / attribution
 
+(with ``--max-in-flight`` at least ``--connections``, so that these rows measure capacity and no
+request is refused.)
+
 Prints throughput (requests/s), p50/p99 latency, errors (non-200 answers and socket errors),
 the server's CPU time per request, and a Markdown table for docs/benchmarks.md. The target is
 ≥ 300 explained recommendations/s with no errors.
+
+Overload and soak (``--scenario overload`` / ``soak`` / ``hostile``, the server as in ``--workers``
+and ``--max-in-flight``):
+
+``overload``   ``--overload-connections`` (200) connections, each sending explained requests
+               back to back for ``--seconds`` and retrying a 503 at once (no back-off: the
+               hostile case); per answer its status and latency are recorded (an asyncio load
+               generator on raw sockets, so 503s and 200s are told apart). Reports accepted
+               requests/s, p50/p99/max of the accepted (200) requests, the share of 503s and
+               whether each carried ``Retry-After``, and any other status or socket error.
+               Target: p99 of accepted requests ≤ 250 ms.
+``soak``       ``--bursts`` (5) such overload bursts of ``--burst-seconds`` with
+               ``--pause`` seconds between them, and the server's resident memory (all its
+               processes) after each. Target: growth after the first burst ≤ 5 %.
+``hostile``    both, on one server.
 """
 
 from __future__ import annotations
@@ -186,11 +204,12 @@ def free_port() -> int:
 
 
 def start_server(
-    run: Path, port: int, threads: int, model_threads: int, workers: int = 1
+    run: Path, port: int, threads: int, model_threads: int, workers: int = 1,
+    max_in_flight: int = 0,
 ) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "aerec", "serve", str(run), "--host", HOST, "--port", str(port),
            "--threads", str(threads), "--model-threads", str(model_threads),
-           "--workers", str(workers), "--no-access-log"]
+           "--workers", str(workers), "--max-in-flight", str(max_in_flight), "--no-access-log"]
     print("$ " + " ".join(cmd), flush=True)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 600
@@ -207,6 +226,38 @@ def start_server(
                 proc.kill()
                 sys.exit("server did not start within 600 s")
             time.sleep(0.2)
+
+
+def _process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (the workers of ``--workers``), from Linux /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parents[int(entry.name)] = int(
+                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo += [child for child, parent in parents.items() if parent == current]
+    return tree
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its live descendants, MB (VmRSS, /proc)."""
+    total = 0
+    for member in _process_tree(pid):
+        try:
+            status = Path(f"/proc/{member}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1])
+    return total / 1024
 
 
 def cpu_seconds(pid: int) -> float:
@@ -248,11 +299,101 @@ def run_wrk(port: int, method: str, path: str, bodies_file: Path, args, seconds:
     raise RuntimeError(f"wrk gave no result:\n{out.stdout}\n{out.stderr}")
 
 
+def run_raw_loadgen(port: int, bodies_file: Path, connections: int, seconds: float,
+                    max_requests: int) -> dict:
+    """The overload load generator (:func:`_raw_loadgen`) in its own process."""
+    cmd = [sys.executable, __file__, "--loadgen-child", "--raw", "--port", str(port),
+           "--bodies-file", str(bodies_file), "--connections", str(connections),
+           "--seconds", str(seconds), "--max-requests", str(max_requests)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
+    for line in out.stdout.splitlines():
+        if line.startswith("AEREC_RESULT "):
+            return json.loads(line.split(" ", 1)[1])
+    raise RuntimeError(f"load generator gave no result:\n{out.stdout}\n{out.stderr}")
+
+
+async def _raw_loadgen(args: argparse.Namespace) -> dict:
+    """``args.connections`` keep-alive connections to 127.0.0.1, each sending ``POST
+    /recommendations`` back to back (a 503 is retried at once) until ``args.seconds`` have
+    passed or ``args.max_requests`` were sent; every answer's status and latency recorded.
+    Raw sockets and a minimal HTTP/1.1 reader: the generator must cost far less CPU than the
+    server it loads."""
+    bodies = Path(args.bodies_file).read_text().splitlines()
+    requests = []
+    for body in bodies:
+        data = body.encode()
+        requests.append(
+            f"POST /recommendations HTTP/1.1\r\nHost: {HOST}:{args.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n".encode()
+            + data
+        )
+    latencies: dict[int, list[float]] = {}
+    counts = {"socket_errors": 0, "503_without_retry_after": 0, "connects": 0}
+    sent = 0
+    deadline = time.perf_counter() + args.seconds
+
+    async def connection(k: int) -> None:
+        nonlocal sent
+        i = k * 7
+        reader = writer = None
+        while time.perf_counter() < deadline and (args.max_requests <= 0
+                                                   or sent < args.max_requests):
+            if writer is None:
+                try:
+                    reader, writer = await asyncio.open_connection(HOST, args.port)
+                    counts["connects"] += 1
+                except OSError:
+                    counts["socket_errors"] += 1
+                    await asyncio.sleep(0.05)
+                    continue
+            sent += 1
+            i += 1
+            t0 = time.perf_counter()
+            try:
+                writer.write(requests[i % len(requests)])
+                head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
+                lines = head.decode("latin-1").split("\r\n")
+                status = int(lines[0].split()[1])
+                headers = {}
+                for line in lines[1:]:
+                    name, _, value = line.partition(":")
+                    headers[name.strip().lower()] = value.strip()
+                await reader.readexactly(int(headers.get("content-length", "0")))
+            except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError, IndexError):
+                counts["socket_errors"] += 1
+                writer.close()
+                writer = None
+                continue
+            latencies.setdefault(status, []).append(time.perf_counter() - t0)
+            if status == 503 and "retry-after" not in headers:
+                counts["503_without_retry_after"] += 1
+            if headers.get("connection", "").lower() == "close":
+                writer.close()
+                writer = None
+        if writer is not None:
+            writer.close()
+
+    started = time.perf_counter()
+    await asyncio.gather(*(connection(k) for k in range(args.connections)))
+    elapsed = time.perf_counter() - started
+
+    def summary(values: list[float]) -> dict:
+        values = sorted(values)
+        def pct(p: float) -> float:
+            return values[min(len(values) - 1, int(p / 100 * len(values)))] * 1e3
+        return {"n": len(values), "p50_ms": pct(50), "p99_ms": pct(99), "max_ms": values[-1] * 1e3}
+
+    return {"seconds": elapsed, **counts,
+            "statuses": {str(code): len(v) for code, v in sorted(latencies.items())},
+            "latency": {str(code): summary(v) for code, v in latencies.items() if v}}
+
+
 def run_python_loadgen(port: int, method: str, path: str, bodies_file: Path, args,
                        seconds: float) -> dict:
     cmd = [sys.executable, __file__, "--loadgen-child", "--port", str(port), "--method", method,
-           "--path", path, "--bodies", str(bodies_file), "--connections", str(args.connections),
-           "--seconds", str(seconds), "--max-requests", str(args.max_requests)]
+           "--path", path, "--bodies-file", str(bodies_file),
+           "--connections", str(args.connections), "--seconds", str(seconds),
+           "--max-requests", str(args.max_requests)]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     for line in out.stdout.splitlines():
         if line.startswith("AEREC_RESULT "):
@@ -263,7 +404,7 @@ def run_python_loadgen(port: int, method: str, path: str, bodies_file: Path, arg
 async def _loadgen(args: argparse.Namespace) -> dict:
     import httpx
 
-    bodies = (Path(args.bodies).read_text().splitlines() if args.method == "POST" else [""])
+    bodies = (Path(args.bodies_file).read_text().splitlines() if args.method == "POST" else [""])
     url = f"http://{HOST}:{args.port}{args.path}"
     latencies: list[float] = []
     errors = {"status": 0, "socket": 0}
@@ -358,6 +499,115 @@ def measure(label: str, method: str, path: str, bodies_file: Path, args, server,
     return result
 
 
+def overload_burst(label: str, port: int, bodies_file: Path, args, server) -> dict:
+    cpu0 = cpu_seconds(server.pid)
+    result = run_raw_loadgen(port, bodies_file, args.overload_connections, args.seconds
+                             if label == "overload" else args.burst_seconds, args.max_requests)
+    result["server_cpu_s"] = cpu_seconds(server.pid) - cpu0
+    result["label"] = label
+    statuses = result["statuses"]
+    total = sum(statuses.values())
+    ok = result["latency"].get("200", {"n": 0, "p50_ms": float("nan"), "p99_ms": float("nan"),
+                                        "max_ms": float("nan")})
+    busy = result["latency"].get("503", {"n": 0, "p50_ms": float("nan"),
+                                          "p99_ms": float("nan")})
+    result["accepted_rps"] = ok["n"] / result["seconds"]
+    result["answers_rps"] = total / result["seconds"]
+    result["share_503"] = busy["n"] / total if total else 0.0
+    result["other"] = {code: n for code, n in statuses.items() if code not in ("200", "503")}
+    result["ok"], result["busy"] = ok, busy
+    print(f"  {label:<10} accepted {result['accepted_rps']:6.0f}/s  p50 {ok['p50_ms']:6.1f} ms  "
+          f"p99 {ok['p99_ms']:6.1f} ms  max {ok['max_ms']:6.1f} ms  503 "
+          f"{100 * result['share_503']:4.1f} % (p50 {busy['p50_ms']:.1f} ms)  other "
+          f"{result['other'] or 0}  socket errors {result['socket_errors']}", flush=True)
+    return result
+
+
+def hostile(args: argparse.Namespace, argv: list[str] | None) -> None:
+    """The overload and soak runs (``--scenario``), with Markdown for docs/benchmarks.md."""
+    dataset = dataset_dir(args)
+    run = run_dir(args, dataset)
+    results, memory = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        bodies_file = Path(tmp) / "bodies.jsonl"
+        bodies_file.write_text(
+            "\n".join(request_bodies(dataset, args.bodies, args.seed, True)) + "\n")
+        port = free_port()
+        server = start_server(run, port, args.threads, args.model_threads, args.workers,
+                              args.max_in_flight)
+        if args.workers > 1:
+            time.sleep(args.settle)
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{port}/health", timeout=10) as r:
+                limits = json.load(r)["limits"]
+            memory.append(("after start", rss_mb(server.pid)))
+            load_before = os.getloadavg()
+            if args.scenario in ("overload", "hostile"):
+                results.append(overload_burst("overload", port, bodies_file, args, server))
+                time.sleep(args.pause)
+                memory.append(("after the overload run", rss_mb(server.pid)))
+            if args.scenario in ("soak", "hostile"):
+                for burst in range(1, args.bursts + 1):
+                    results.append(overload_burst(f"burst {burst}", port, bodies_file, args,
+                                                  server))
+                    time.sleep(args.pause)
+                    memory.append((f"after burst {burst}", rss_mb(server.pid)))
+                    print(f"  RSS {memory[-1][1]:.0f} MB", flush=True)
+            load_after = os.getloadavg()
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+    from aerec.data.store import load_dataset
+
+    ds = load_dataset(dataset)
+    command = "python benchmarks/bench_http.py " + " ".join(
+        sys.argv[1:] if argv is None else argv)
+    print()
+    print(f"```sh\n{command.strip()}\n```")
+    print()
+    print(f"Model: one epoch of the seed preset on {ds.n_users:,} users × {ds.n_movies:,} movies "
+          f"({ds.n_ratings:,} ratings). Server: `aerec serve` ({args.workers} worker"
+          f"{'s' if args.workers > 1 else ''}, max in flight {limits.get('max_in_flight')} per "
+          f"worker, torch threads {args.threads}, no access log). Load: "
+          f"{args.overload_connections} keep-alive connections from an asyncio load generator "
+          "(raw sockets, one process), explained `POST /recommendations` back to back, a 503 "
+          "retried at once. "
+          f"{os.cpu_count()} cores ({platform.machine()}) shared by server and load; load "
+          f"average {load_before[0]:.1f} before, {load_after[0]:.1f} after.")
+    print()
+    print("| run | s | answers/s | accepted/s | accepted p50 (ms) | p99 (ms) | max (ms) "
+          "| 503 share | 503 p50 (ms) | 503 without Retry-After | other status | socket errors "
+          "|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        ok, busy = r["ok"], r["busy"]
+        print(f"| {r['label']} | {r['seconds']:.1f} | {r['answers_rps']:,.0f} "
+              f"| {r['accepted_rps']:,.0f} | {ok['p50_ms']:.0f} | {ok['p99_ms']:.0f} "
+              f"| {ok['max_ms']:.0f} | {100 * r['share_503']:.1f} % | {busy['p50_ms']:.0f} "
+              f"| {r['503_without_retry_after']} | {sum(r['other'].values())} "
+              f"| {r['socket_errors']} |")
+    if memory:
+        print()
+        print("| server RSS | MB |")
+        print("|---|---:|")
+        for label, mb in memory:
+            print(f"| {label} | {mb:.0f} |")
+    worst = max((r["ok"]["p99_ms"] for r in results), default=float("nan"))
+    print()
+    print(f"Target p99 of accepted requests ≤ 250 ms: {'met' if worst <= 250 else 'MISSED'} "
+          f"(worst run {worst:.0f} ms).")
+    bursts = [mb for label, mb in memory if label.startswith("after burst")]
+    if len(bursts) >= 2:
+        growth = (max(bursts[1:]) - bursts[0]) / bursts[0] * 100
+        print(f"Target RSS growth after the first burst ≤ 5 %: "
+              f"{'met' if growth <= 5 else 'MISSED'} ({bursts[0]:.0f} → {bursts[-1]:.0f} MB, "
+              f"largest {max(bursts[1:]):.0f} MB, {growth:+.1f} %).")
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", choices=sorted(SHAPES), default="quarter")
@@ -379,16 +629,31 @@ def main(argv: list[str] | None = None) -> None:
                    help="in-process Recommender.recommend calls timed for the reference")
     p.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scenario", choices=("throughput", "overload", "soak", "hostile"),
+                   default="throughput", help="what to measure (see above)")
+    p.add_argument("--max-in-flight", type=int, default=0,
+                   help="aerec serve --max-in-flight (0 = its default)")
+    p.add_argument("--overload-connections", type=int, default=200,
+                   help="connections of the overload and soak runs")
+    p.add_argument("--bursts", type=int, default=5, help="overload bursts of the soak run")
+    p.add_argument("--burst-seconds", type=float, default=10.0, help="length of each burst")
+    p.add_argument("--pause", type=float, default=3.0, help="seconds between soak bursts")
     # internal: the Python load generator's own process
     p.add_argument("--loadgen-child", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, help=argparse.SUPPRESS)
     p.add_argument("--method", help=argparse.SUPPRESS)
     p.add_argument("--path", help=argparse.SUPPRESS)
+    p.add_argument("--raw", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--bodies-file", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
     if args.loadgen_child:
-        result = asyncio.run(_loadgen(args))
+        result = asyncio.run(_raw_loadgen(args) if args.raw else _loadgen(args))
         print("AEREC_RESULT " + json.dumps(result), flush=True)
+        return
+
+    if args.scenario != "throughput":
+        hostile(args, argv)
         return
 
     use_wrk = args.loadgen == "wrk" or (args.loadgen == "auto" and shutil.which("wrk"))
@@ -405,7 +670,9 @@ def main(argv: list[str] | None = None) -> None:
             files[explain] = f
         sizes = [len(json.loads(line)["ratings"]) for line in files[True].read_text().splitlines()]
         port = free_port()
-        server = start_server(run, port, args.threads, args.model_threads, args.workers)
+        # capacity, not load shedding: room for every connection, so no request is refused
+        server = start_server(run, port, args.threads, args.model_threads, args.workers,
+                              args.max_in_flight or args.connections)
         if args.workers > 1:  # the first worker answers /health; let the others finish loading
             time.sleep(args.settle)
         try:

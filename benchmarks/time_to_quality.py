@@ -45,7 +45,11 @@ from aerec.evaluate import AutoencoderScorer, evaluate_scorers  # noqa: E402
 from aerec.model.baselines import BiasBaseline, Popularity  # noqa: E402
 from aerec.model.ease import EASE  # noqa: E402
 from aerec.train import load_checkpoint, train  # noqa: E402
-from aerec.train.finish import RANKING_SELECTION_USERS, sample_user_rows  # noqa: E402
+from aerec.train.finish import (  # noqa: E402
+    RANKING_SELECTION_USERS,
+    ease_grid,
+    sample_user_rows,
+)
 
 DATA = REPO.parent / "shared" / "data"
 RESULTS = REPO / "docs" / "results.md"
@@ -54,7 +58,7 @@ START, END = "<!-- time-to-quality:start -->", "<!-- time-to-quality:end -->"
 #: Budgets (seconds) of ``auto`` and epochs of ``seed`` per dataset.
 PLANS = {
     "synth-100k": {"auto": (30, 60, 300), "seed": (30,), "svd": (5, 10, 20)},
-    "quarter": {"auto": (300, 900), "seed": (5,), "svd": (5, 20)},
+    "quarter": {"auto": (900,), "seed": (3,), "svd": (20,)},
     "ml-latest-small": {"auto": (30, 60, 600), "seed": (30,), "svd": (5, 10, 20)},
 }
 SPLIT = {"split_protocol": "auto", "test_fraction": 0.2, "validation_fraction": 0.1,
@@ -99,7 +103,8 @@ def run_rankers(splits, scale) -> dict:
     began = time.perf_counter()
     # λ chosen on (at most) the 10,000 validation users aerec's own ranking head uses
     sampled = sample_user_rows(splits.validation, RANKING_SELECTION_USERS, seed=0)
-    lam, _ = EASE.select_regularisation(splits.train, sampled, relevance_threshold=threshold)
+    lam, _ = EASE.select_regularisation(splits.train, sampled, ease_grid(int(splits.train.nnz)),
+                                        relevance_threshold=threshold)
     ease = EASE(lam).fit(splits.test_input)
     ease_seconds = time.perf_counter() - began
     popularity, ease_result = evaluate_scorers(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -15,7 +16,7 @@ from aerec.data.prepare import prepare_paths
 from aerec.data.synth import synthesize
 from aerec.recommend import Recommender
 from aerec.serve import create_app
-from aerec.serve.app import listening_socket
+from aerec.serve.app import listening_socket, uvicorn_config
 
 
 @pytest.fixture(scope="session")
@@ -46,16 +47,16 @@ def client(recommender: Recommender) -> TestClient:
         yield c
 
 
-@pytest.fixture(scope="session")
-def live_url(recommender: Recommender) -> Iterator[str]:
-    """The app served by uvicorn in a thread on a free 127.0.0.1 port."""
+@contextlib.contextmanager
+def live_server(app, **config) -> Iterator[str]:
+    """``app`` served by uvicorn (:func:`uvicorn_config`: the timed h11 protocol ``aerec
+    serve`` uses; ``config`` overrides its settings) in a thread on a free 127.0.0.1 port."""
     import uvicorn
 
     sock = listening_socket("127.0.0.1", 0)  # TCP_NODELAY on its connections
     port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(recommender), log_level="warning", access_log=False)
-    )
+    config = {"log_level": "warning", "access_log": False, **config}
+    server = uvicorn.Server(uvicorn_config(app, **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -63,7 +64,16 @@ def live_url(recommender: Recommender) -> Iterator[str]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("uvicorn did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def live_url(recommender: Recommender) -> Iterator[str]:
+    """The app served by uvicorn in a thread on a free 127.0.0.1 port."""
+    with live_server(create_app(recommender)) as url:
+        yield url

@@ -415,3 +415,155 @@ def test_an_app_can_be_driven_by_several_event_loops(recommender: Recommender, i
         r = TestClient(app).post("/recommendations",
                                  json={"ratings": [{"movie_id": ids[0], "rating": 5}]})
         assert r.status_code == 200
+
+
+# ---------------------------------------------------------------------------- HEAD and headers
+
+
+def _get_routes(recommender: Recommender) -> list[str]:
+    user = int(recommender.user_ids[0])
+    movie = int(recommender.movie_ids[0])
+    return ["/health", "/", "/static/app.js", "/static/style.css", "/movies?q=a&limit=3",
+            f"/movies/{movie}", f"/users/{user}/recommendations?k=3", "/openapi.json", "/docs",
+            "/redoc", "/movies/987654"]
+
+
+def test_head_is_answered_on_every_get_route(client: TestClient, recommender: Recommender):
+    for path in _get_routes(recommender):
+        got, head = client.get(path), client.head(path)
+        assert head.status_code == got.status_code, (path, head.status_code, got.status_code)
+        assert head.content == b"", path
+        assert head.headers["content-type"] == got.headers["content-type"], path
+        assert head.headers["content-length"] == got.headers["content-length"], path
+    # a POST-only route still says which method it takes
+    r = client.head("/recommendations")
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+
+
+def test_every_answer_carries_the_security_headers(client: TestClient, recommender, ids):
+    answers = [client.get(p) for p in _get_routes(recommender)]
+    answers += [client.get("/nothing"), client.get("/recommendations"),
+                client.post("/recommendations", content=b"{", headers={"content-type":
+                                                                       "application/json"}),
+                client.post("/recommendations", json={"ratings": [{"movie_id": ids[0],
+                                                                   "rating": 9}]})]
+    with TestClient(create_app(_Broken(recommender)), raise_server_exceptions=False) as broken:
+        answers.append(broken.post("/recommendations", json={"ratings": []}))
+    assert {r.status_code for r in answers} >= {200, 400, 404, 405, 422, 500}
+    for r in answers:
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp, r.url
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["x-frame-options"] == "DENY"
+
+
+def test_the_page_needs_nothing_its_policy_forbids(client: TestClient):
+    """The web page's policy allows scripts, styles and data from this server only, and images
+    also as ``data:``: the page must have no inline script, style or event handler, load
+    nothing from elsewhere, and its script must not write style or HTML as text."""
+    import re
+
+    page = client.get("/")
+    csp = page.headers["content-security-policy"]
+    for directive in ("script-src 'self'", "style-src 'self'", "img-src 'self' data:",
+                      "connect-src 'self'"):
+        assert directive in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    html = page.text
+    for script in re.findall(r"<script([^>]*)>(.*?)</script>", html, flags=re.S):
+        assert not script[1].strip() and 'src="/static/' in script[0]  # no inline script
+    assert "<style" not in html and " style=" not in html
+    assert not re.search(r"\son[a-z]+=", html)  # no inline event handlers
+    for url in re.findall(r'(?:src|href)="([^"]+)"', html):
+        assert url.startswith(("/", "data:image/")), url
+    script = client.get("/static/app.js").text
+    for forbidden in ("innerHTML", "outerHTML", "insertAdjacentHTML", "eval(", "new Function",
+                      '"style"', "'style'", ".cssText", "document.write"):
+        assert forbidden not in script, forbidden
+
+
+def test_docs_pages_allow_their_inline_script_by_hash(client: TestClient):
+    import base64
+    import hashlib
+    import re
+
+    for path in ("/docs", "/redoc"):
+        r = client.get(path)
+        assert r.status_code == 200
+        csp = r.headers["content-security-policy"]
+        assert "frame-ancestors 'none'" in csp and "'unsafe-inline'" not in csp.split(
+            "script-src", 1)[1].split(";", 1)[0]
+        for inline in re.findall(r"<script>(.*?)</script>", r.text, flags=re.S):
+            digest = base64.b64encode(hashlib.sha256(inline.encode()).digest()).decode()
+            assert f"'sha256-{digest}'" in csp
+
+
+# ---------------------------------------------------------------------------- content type
+
+
+def test_a_post_without_content_type_is_taken_as_json(client: TestClient, ids):
+    """``_require_json``: an absent Content-Type means JSON (curl --data-binary, fetch with a
+    string body and no headers)."""
+    body = {"ratings": [{"movie_id": ids[0], "rating": 5}], "k": 4}
+    typed = client.post("/recommendations", json=body)
+    untyped = client.post("/recommendations", content=json.dumps(body).encode())
+    assert "content-type" not in untyped.request.headers
+    assert untyped.status_code == 200, untyped.text
+    assert untyped.json() == typed.json()
+    # and it is still checked as JSON
+    bad = client.post("/recommendations", content=b"ratings=5")
+    _assert_error(bad, 400, "malformed JSON")
+
+
+def test_request_dependencies_do_not_use_the_thread_pool(client: TestClient, ids, monkeypatch):
+    """A plain-function dependency runs in FastAPI's 40-thread pool: a thread hop per request
+    and, under load, 40 threads each growing its own malloc arena (the RSS growth under
+    repeated bursts). The content-type check is a coroutine."""
+    import fastapi.dependencies.utils as fastapi_utils
+
+    calls = []
+    real = fastapi_utils.run_in_threadpool
+
+    async def counting(func, *args, **kwargs):
+        calls.append(func)
+        return await real(func, *args, **kwargs)
+
+    monkeypatch.setattr(fastapi_utils, "run_in_threadpool", counting)
+    r = client.post("/recommendations", json={"ratings": [{"movie_id": ids[0], "rating": 5}]})
+    assert r.status_code == 200
+    assert calls == []
+
+
+# ---------------------------------------------------------------------------- rating steps
+
+
+@pytest.mark.parametrize("rating", [3.5, 4.25, 1.0001])
+def test_a_rating_between_the_scale_steps_is_422(client: TestClient, ids, rating):
+    """A whole-star model cannot hold 3.5: refused as the data readers refuse it, naming the
+    rating and the scale (the model would otherwise take it as it is, unlike its training)."""
+    r = client.post("/recommendations", json={"ratings": [
+        {"movie_id": ids[1], "rating": 4}, {"movie_id": ids[0], "rating": rating}]})
+    body = _assert_error(r, 422, f"rating {rating:g}", "scale 1–5 in steps of 1")
+    assert body["detail"].startswith("ratings[1].rating:")
+    assert f"movie_id {ids[0]}" in body["detail"]
+
+
+def test_whole_star_ratings_as_floats_are_accepted(client: TestClient, ids):
+    r = client.post("/recommendations", json={"ratings": [{"movie_id": ids[0], "rating": 4.0}]})
+    assert r.status_code == 200
+
+
+def test_half_stars_follow_the_models_scale():
+    from types import SimpleNamespace
+
+    from aerec.data.ratings import RatingScale
+    from aerec.serve.app import _off_scale
+
+    def ratings(*values):
+        return [SimpleNamespace(rating=v, movie_id=7, title=None) for v in values]
+
+    half = RatingScale(0.5, 5.0, 0.5)
+    assert _off_scale(ratings(0.5, 3.5, 5.0), half) is None
+    refusal = _off_scale(ratings(3.5, 3.25), half)
+    assert refusal is not None and "ratings[1].rating: rating 3.25" in refusal
+    assert "0.5–5 in steps of 0.5" in refusal

@@ -30,8 +30,63 @@ def test_serve_help_lists_the_options():
     r = runner.invoke(app, ["serve", "--help"])
     assert r.exit_code == 0
     text = " ".join(r.output.split())
-    for option in ("--host", "--port", "--threads", "--workers", "--max-ratings", "--max-k"):
+    for option in ("--host", "--port", "--threads", "--workers", "--max-ratings", "--max-k",
+                   "--max-in-flight", "--header-timeout", "--body-timeout",
+                   "--idle-timeout"):
         assert option in text
+
+
+def test_cli_timeout_defaults_are_the_servers():
+    from aerec.cli import serve as cli_serve
+    from aerec.serve import schemas
+
+    for name in ("DEFAULT_HEADER_TIMEOUT", "DEFAULT_BODY_TIMEOUT", "DEFAULT_KEEP_ALIVE_TIMEOUT"):
+        assert getattr(cli_serve, name) == getattr(schemas, name)
+
+
+def _one_error_line(err: str, *needles: str) -> None:
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error:"), err
+    for needle in needles:
+        assert needle in lines[0], err
+    assert "Traceback" not in err and "OSError" not in err and "Errno" not in err
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_port_in_use_is_one_line_and_a_failure(serve_run, workers):
+    """The real command, in a subprocess: one line, exit status 2, no OSError 98 traceback."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "aerec", "serve", str(serve_run), "--port", str(port),
+             "--workers", str(workers), "--no-access-log"],
+            capture_output=True, text=True, timeout=120,
+        )
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    _one_error_line(r.stderr, f"127.0.0.1:{port}", "already in use")
+    assert "serving" not in r.stdout  # refused before the model is loaded
+
+
+def test_an_address_not_of_this_machine_is_one_line(serve_run, capsys):
+    """192.0.2.1 (TEST-NET-1, never assigned): binding fails with EADDRNOTAVAIL, no traffic."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve", str(serve_run), "--host", "192.0.2.1", "--port", str(_free_port())])
+    assert exit_info.value.code == 2
+    _one_error_line(capsys.readouterr().err, "192.0.2.1", "not an address of this machine")
+
+
+def test_serve_raises_serve_error_for_a_port_in_use(recommender):
+    from aerec.serve import serve
+    from aerec.serve.app import ServeError
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(ServeError, match="already in use"):
+            serve(recommender, port=taken.getsockname()[1])
 
 
 def test_missing_run_is_one_clear_line(tmp_path, capsys):
@@ -123,3 +178,36 @@ def test_ctrl_c_while_the_workers_start_stops_cleanly(serve_run):
         pytest.fail(f"aerec serve did not stop on Ctrl-C: {out}")
     assert proc.returncode in (0, 128 + signal.SIGINT), out
     assert "Traceback" not in out, out
+
+
+def test_listen_errors_are_one_readable_sentence():
+    """Each way an address can be unusable, without any name lookup or traffic."""
+    import errno
+
+    from aerec.serve.app import _listen_error
+
+    cases = [
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "not an address"),
+        (OSError(errno.EADDRINUSE, "Address already in use"), "already in use"),
+        (OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"),
+         "not an address of this machine"),
+        (OSError(errno.EACCES, "Permission denied"), "permission denied"),
+        (OSError(errno.ENOBUFS, "No buffer space available"), "No buffer space"),
+    ]
+    for exc, needle in cases:
+        message = str(_listen_error("somehost", 80, exc))
+        assert needle in message and "\n" not in message
+        assert message.startswith("cannot listen on ")
+
+
+def test_workers_share_the_refusal_budget(serve_run, monkeypatch):
+    from aerec.serve import app as app_module
+
+    seen = {}
+    monkeypatch.setattr(app_module, "_serve_workers",
+                        lambda settings, workers: seen.update(settings, workers=workers))
+    app_module.serve(serve_run, port=_free_port(), workers=2)
+    assert seen["workers"] == 2
+    limits = seen["limits"]
+    assert limits["busy_answers_per_second"] == app_module.BUSY_ANSWERS_PER_SECOND / 2
+    assert limits["model_threads"] >= 1

@@ -7,7 +7,13 @@ from typing import Annotated
 
 import typer
 
-from aerec.cli.common import console
+from aerec.cli.common import console, fail
+
+# aerec.serve.schemas' defaults, repeated so that `aerec --help` need not import FastAPI and
+# torch (tests/serve/test_cli_serve.py checks they agree)
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 10.0
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 
 
 def _serve(
@@ -46,6 +52,37 @@ def _serve(
     max_k: Annotated[
         int, typer.Option("--max-k", min=1, help="Largest k a request may ask for.")
     ] = 100,
+    max_in_flight: Annotated[
+        int,
+        typer.Option(
+            "--max-in-flight", min=0,
+            help="Requests answered at once per worker; more get a fast 503 with Retry-After "
+            "(0 = 6 per model thread).",
+        ),
+    ] = 0,
+    header_timeout: Annotated[
+        float,
+        typer.Option(
+            "--header-timeout", min=0.1,
+            help="Seconds a client has to send a request's head (from connecting or from the "
+            "previous answer).",
+        ),
+    ] = DEFAULT_HEADER_TIMEOUT,
+    body_timeout: Annotated[
+        float,
+        typer.Option(
+            "--body-timeout", min=0.1,
+            help="Seconds a client has to send a request body (408 beyond), and to take each "
+            "part of an answer.",
+        ),
+    ] = DEFAULT_BODY_TIMEOUT,
+    keep_alive_timeout: Annotated[
+        float,
+        typer.Option(
+            "--idle-timeout", min=0.1,
+            help="Seconds an idle keep-alive connection stays open.",
+        ),
+    ] = DEFAULT_KEEP_ALIVE_TIMEOUT,
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
     ] = True,
@@ -56,9 +93,14 @@ def _serve(
     """
     from aerec.recommend import Recommender
     from aerec.serve import serve
+    from aerec.serve.app import ServeError, check_address
 
     if not run.exists():
         raise FileNotFoundError(f"{run}: no such run directory or checkpoint")
+    try:
+        check_address(host, port)  # before loading the model
+    except ServeError as exc:
+        fail(str(exc).replace("[", r"\["))
     if workers > 1:  # each worker process loads the model itself
         target: Recommender | Path = run
     else:
@@ -70,11 +112,16 @@ def _serve(
         f"{f' with {workers} workers' if workers > 1 else ''} · Ctrl-C stops",
         highlight=False,
     )
-    serve(
-        target, host=host, port=port, torch_threads=threads, workers=workers,
-        access_log=access_log, max_ratings=max_ratings, max_k=max_k,
-        model_threads=model_threads or None,
-    )
+    try:
+        serve(
+            target, host=host, port=port, torch_threads=threads, workers=workers,
+            access_log=access_log, max_ratings=max_ratings, max_k=max_k,
+            model_threads=model_threads or None, max_in_flight=max_in_flight or None,
+            header_timeout=header_timeout, body_timeout=body_timeout,
+            keep_alive_timeout=keep_alive_timeout,
+        )
+    except ServeError as exc:
+        fail(str(exc).replace("[", r"\["))
 
 
 def register(app: typer.Typer) -> None:

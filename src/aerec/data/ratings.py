@@ -80,9 +80,12 @@ class RatingScale:
         return np.rint((r - self.minimum) / self.step).astype(np.int64)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Ratings of stored ``codes``, float32 — exactly how a prepared dataset reads them."""
-        c = np.asarray(codes).astype(np.float32)
-        return c * np.float32(self.step) + np.float32(self.minimum)
+        """Ratings of stored ``codes``, float32 — exactly how a prepared dataset reads them:
+        each level ``minimum + code · step`` computed in float64 and rounded once to float32
+        (so -0.1 on a -1:3.3:0.1 scale is float32(-0.1), not 9 · 0.1 − 1 in float32)."""
+        table = (self.minimum + self.step * np.arange(self.levels, dtype=np.float64)).astype(
+            np.float32)
+        return table[np.asarray(codes)]
 
     def decodes_faithfully(self, values: np.ndarray) -> np.ndarray:
         """True where a value on this scale comes back from its stored code as itself: within

@@ -18,6 +18,11 @@ DEFAULT_MAX_BODY_BYTES = 256 * 1024
 DEFAULT_SEARCH_LIMIT = 10
 MAX_SEARCH_LIMIT = 50
 MAX_TITLE_CHARS = 300
+#: Seconds a client has for a request's head (from the connection opening or the previous
+#: answer), for its body and for taking each part of an answer; idle keep-alive seconds.
+DEFAULT_HEADER_TIMEOUT = 10.0
+DEFAULT_BODY_TIMEOUT = 10.0
+DEFAULT_KEEP_ALIVE_TIMEOUT = 5.0
 
 
 class RatingIn(BaseModel):
@@ -180,6 +185,9 @@ class LimitsOut(BaseModel):
     max_k: int
     max_body_bytes: int
     max_search_limit: int
+    max_in_flight: int | None = Field(
+        None, description="Requests answered at once (503 with Retry-After beyond); null: none."
+    )
 
 
 class HealthOut(BaseModel):
@@ -207,6 +215,9 @@ class ErrorOut(BaseModel):
 
 
 __all__ = [
+    "DEFAULT_BODY_TIMEOUT",
+    "DEFAULT_HEADER_TIMEOUT",
+    "DEFAULT_KEEP_ALIVE_TIMEOUT",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_K",
     "DEFAULT_MAX_RATINGS",

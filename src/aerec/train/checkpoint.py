@@ -181,9 +181,7 @@ class StoredRatings:
 
     def ratings_of(self, codes: np.ndarray) -> np.ndarray:
         """Codes → ratings, float32 (same shape)."""
-        return (codes.astype(np.float32) * np.float32(self.scale.step)) + np.float32(
-            self.scale.minimum
-        )
+        return self.scale.decode(codes)
 
     def row(self, user_row: int) -> tuple[np.ndarray, np.ndarray]:
         """One user's ``(movie columns int64, ratings float32)``."""
