@@ -45,7 +45,7 @@ from aerec.train.batching import union_rows
 from aerec.train.budget import BudgetReport, Deadline, EpochClock
 from aerec.train.checkpoint import TrainingStats, build_payload, read_payload, save_checkpoint
 from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted, StageStarted
-from aerec.train.finish import choose_ranking, ranking_seconds, with_ranking
+from aerec.train.finish import budgeted_ranking, ranking_seconds, with_ranking
 from aerec.train.metrics_log import EpochMetrics, plot_learning_curve, write_metrics_csv
 from aerec.train.trainer import resolve_device
 
@@ -463,17 +463,12 @@ def train_bayesian(
         selected = model_from_samples(
             chain.samples, float(splits.train.data.mean()), config, ds.n_movies, clip
         )
-        ranking = None
-        if ranking_wanted and not deadline.allows(reserve * 0.5):
-            report.skipped.append("the EASE ranking head (no time left to choose it)")
-            ranking_wanted = False
-        if ranking_wanted:
-            if callback is not None:
-                callback(StageStarted("ranking head", "EASE λ and blend weight on validation"))
-            lam, alpha, notes["ranking"] = choose_ranking(
-                config, selected, splits.train, splits.validation, scale.relevance_threshold()
-            )
-            ranking = (lam, alpha)
+        ranking = budgeted_ranking(
+            config, selected, splits.train, splits.validation, scale.relevance_threshold(),
+            n_users=ds.n_users, deadline=deadline, report=report, callback=callback,
+        )
+        if ranking is not None:
+            *ranking, notes["ranking"] = ranking
         # what the refit trains on and the ranking head reads: all non-test ratings
         known = (union_rows(splits.train, splits.validation)
                  if refitting or ranking is not None else None)

@@ -34,7 +34,7 @@ from aerec.train.budget import BudgetReport, Deadline
 from aerec.train.checkpoint import TrainingStats, build_payload, load_checkpoint, save_checkpoint
 from aerec.train.events import Callback, MemberStarted, RunFinished, StageStarted
 from aerec.train.finish import (
-    choose_ranking,
+    budgeted_ranking,
     ranking_seconds,
     validation_predictions,
     with_ranking,
@@ -160,17 +160,13 @@ def train_ensemble(
     refitted = config.refit and has_validation
     known = union_rows(splits.train, splits.validation)
     stats = TrainingStats.from_matrix(known if refitted else splits.train)
-    wants_ranking = config.ranking == "ease" and has_validation
-    if wants_ranking and not deadline.allows(reserve * 0.5):
-        report.skipped.append("the EASE ranking head (no time left to choose it)")
-        wants_ranking = False
-    if wants_ranking:
-        if callback is not None:
-            callback(StageStarted("ranking head", "EASE λ and blend weight on validation"))
-        lam, alpha, notes["ranking"] = choose_ranking(
-            config, selected_ensemble, splits.train, splits.validation,
-            scale.relevance_threshold(),
-        )
+    ranking = budgeted_ranking(
+        config, selected_ensemble, splits.train, splits.validation,
+        scale.relevance_threshold(), n_users=ds.n_users, deadline=deadline, report=report,
+        callback=callback,
+    )
+    if ranking is not None:
+        lam, alpha, notes["ranking"] = ranking
         final = with_ranking(final, known, lam, alpha)
     seconds = time.perf_counter() - start_time
     if report is not None:

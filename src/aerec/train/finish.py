@@ -27,7 +27,9 @@ from aerec.metrics import RankingAccumulator, top_k_items
 from aerec.model.ease import DEFAULT_EASE_REGULARISATION_GRID, EASE, relevant_entries
 from aerec.model.ranked import RankedModel
 from aerec.train.batching import users_with_ratings
+from aerec.train.budget import BudgetReport, Deadline
 from aerec.train.errors import TrainingDiverged
+from aerec.train.events import Callback, StageStarted
 from aerec.train.metrics_log import EpochMetrics
 from aerec.train.trainer import Trainer, build_model, oriented
 
@@ -206,6 +208,26 @@ def ranking_seconds(train_ratings: int, n_movies: int, n_users: int,
     return (fits * (3e-11 * float(n_movies) ** 3
                     + 3e-10 * sampled * train_ratings * n_movies)
             + 2e-8 * train_ratings * n_movies ** 0.5 + 1.0)
+
+
+def budgeted_ranking(
+    config: TrainConfig, selected: torch.nn.Module, train: sp.csr_matrix,
+    validation: sp.csr_matrix, relevance_threshold: float, *, n_users: int,
+    deadline: Deadline, report: BudgetReport | None, callback: Callback | None,
+) -> tuple[float, float, dict] | None:
+    """:func:`choose_ranking` when the config asks for a ranking head, there are validation
+    ratings and the deadline leaves time for it (else ``None``, the skip said in ``report``);
+    announces the stage to ``callback``."""
+    if config.ranking != "ease" or validation.nnz == 0:
+        return None
+    cost = ranking_seconds(int(train.nnz), train.shape[1], n_users,
+                           choose_lambda=not config.ease_regularisation)
+    if not deadline.allows(cost * 0.5):
+        report.skipped.append("the EASE ranking head (no time left to choose it)")
+        return None
+    if callback is not None:
+        callback(StageStarted("ranking head", "EASE λ and blend weight on validation"))
+    return choose_ranking(config, selected, train, validation, relevance_threshold)
 
 
 def choose_ranking(

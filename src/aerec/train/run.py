@@ -48,7 +48,7 @@ from aerec.train.errors import IncompatibleResume, TrainingDiverged
 from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted, StageStarted
 from aerec.train.finish import (
     base_fold_in_l2,
-    choose_ranking,
+    budgeted_ranking,
     ranking_seconds,
     refit,
     select_fold_in_scale,
@@ -468,21 +468,12 @@ def _finish(
             model.set_fold_in_l2(multiple * base)
             notes["fold_in"] = {"scale": multiple, "validation_rmse": grid}
     deadline = deadline or Deadline()
-    ranking = None
-    ranking_cost = ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users,
-                                   choose_lambda=not config.ease_regularisation)
-    wants_ranking = config.ranking == "ease"
-    if wants_ranking and not deadline.allows(ranking_cost * 0.5):
-        report.skipped.append("the EASE ranking head (no time left to choose it)")
-        wants_ranking = False
-    if wants_ranking:
-        if callback is not None:
-            callback(StageStarted("ranking head", "EASE λ and blend weight on validation"))
-        lam, alpha, ranking_notes = choose_ranking(
-            config, model, splits.train, splits.validation, scale.relevance_threshold()
-        )
-        ranking = (lam, alpha)
-        notes["ranking"] = ranking_notes
+    ranking = budgeted_ranking(
+        config, model, splits.train, splits.validation, scale.relevance_threshold(),
+        n_users=ds.n_users, deadline=deadline, report=report, callback=callback,
+    )
+    if ranking is not None:
+        *ranking, notes["ranking"] = ranking
     if item_based:
         model.prepare_inference(oriented(known, "item"), fold_in_l2=multiple * base)
 
