@@ -16,12 +16,15 @@ from typing import IO
 
 
 @contextmanager
-def atomic_write(path: str | Path, mode: str = "w") -> Iterator[IO]:
+def atomic_write(path: str | Path, mode: str = "w", tag: str = "") -> Iterator[IO]:
     """Open a temporary sibling of ``path`` for writing (``mode`` "w" text UTF-8 or "wb");
-    on success it replaces ``path``, on any error it is removed."""
+    on success it replaces ``path``, on any error it is removed. ``tag`` goes into the
+    temporary's name (``.NAME.TAG.RANDOM.tmp``), e.g. the writer's PID so that what a killed
+    writer left can be recognised."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    prefix = f".{path.name}.{tag}." if tag else f".{path.name}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; these are ordinary files
         encoding = None if "b" in mode else "utf-8"
@@ -76,8 +79,10 @@ def pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    except (OverflowError, ValueError, OSError):
+    except (OverflowError, ValueError):
         return False
+    except OSError:  # cannot tell: count it as alive, so nothing of a live writer is removed
+        return True
     return True
 
 

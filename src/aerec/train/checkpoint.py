@@ -48,7 +48,6 @@ import os
 import pickle
 import platform
 import re
-import tempfile
 import time
 import warnings
 import zipfile
@@ -63,6 +62,7 @@ import torch
 from aerec import __version__
 from aerec.config import TrainConfig
 from aerec.data.ratings import RatingScale
+from aerec.fileio import atomic_write, pid_alive
 from aerec.model.autoencoder import AutoEncoder
 
 FORMAT = "aerec-checkpoint"
@@ -426,31 +426,9 @@ def save_checkpoint(payload: dict, path: str | Path) -> Path:
     recognisable (:func:`remove_stale_temporaries`). ``payload`` itself is not changed."""
     path = Path(path)
     payload = {**payload, DIGEST_KEY: payload_digest(payload)}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp",
-                               dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; checkpoints are ordinary files
-        with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb", tag=str(os.getpid())) as f:
+        torch.save(payload, f)
     return path
-
-
-def _writer_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists (another user's counts as alive)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
 
 
 def remove_stale_temporaries(run_dir: str | Path, started: float | None = None) -> list[Path]:
@@ -484,7 +462,7 @@ def remove_stale_temporaries(run_dir: str | Path, started: float | None = None) 
             elif int(pid) == os.getpid():  # this process: stale unless written since it began
                 stale = old
             else:
-                stale = not _writer_alive(int(pid))
+                stale = not pid_alive(int(pid))
             if stale:
                 tmp.unlink()
                 removed.append(tmp)
