@@ -368,7 +368,7 @@ def evaluate_run(
     """
     from aerec.data.splits import make_splits
     from aerec.data.store import load_dataset
-    from aerec.train.checkpoint import load_checkpoint
+    from aerec.checkpoint import load_checkpoint
 
     began = time.perf_counter()
     run_dir = Path(run_dir)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from aerec.model import BayesianMF
-from aerec.model.factory import model_from_architecture
+from aerec.model import model_from_architecture
 
 N_MOVIES, D, S = 12, 3, 4
 

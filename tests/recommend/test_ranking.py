@@ -17,7 +17,7 @@ from aerec.recommend.ranking import (
     damped_means,
     parse_ranking,
 )
-from aerec.train.checkpoint import StoredRatings
+from aerec.checkpoint import StoredRatings
 
 # movie 0: predicted 4.9 from 1 rating; movie 1: 4.5 from 500; movie 2: 3.0 from 800; 3: unseen
 PREDICTED = np.array([4.9, 4.5, 3.0, 5.0], dtype=np.float32)

@@ -16,7 +16,7 @@ import torch
 from aerec.data.splits import make_splits
 from aerec.data.store import load_dataset
 from aerec.train import load_checkpoint, train
-from aerec.train.checkpoint import TrainingStats
+from aerec.checkpoint import TrainingStats
 
 from .conftest import N_MOVIES
 

@@ -24,7 +24,7 @@ import torch
 from aerec.cli import main
 from aerec.config import TrainConfig
 from aerec.train import load_checkpoint, train
-from aerec.train.checkpoint import (
+from aerec.checkpoint import (
     DIGEST_KEY,
     CheckpointError,
     payload_digest,

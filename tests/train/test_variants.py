@@ -22,7 +22,7 @@ from aerec.data.store import load_dataset
 from aerec.evaluate import evaluate_run
 from aerec.model import Ensemble, ItemAutoEncoder, RankedModel
 from aerec.train import Trainer, build_model, load_checkpoint, train
-from aerec.train.checkpoint import read_payload
+from aerec.checkpoint import read_payload
 from aerec.train.trainer import oriented, total_epochs
 
 from .conftest import N_MOVIES, N_USERS, USER_MEMBER

@@ -43,7 +43,7 @@ from aerec.train import (
     train,
 )
 from aerec.train.budget import format_duration, parse_duration
-from aerec.train.checkpoint import remove_stale_temporaries
+from aerec.checkpoint import remove_stale_temporaries
 from aerec.train.ensemble import member_config
 from aerec.train.memory import check_memory
 from aerec.train.run import best_index

@@ -10,8 +10,10 @@ Pure math — layers, activations, outputs at requested positions. Reads no file
 * :class:`RankedModel` — a rating model plus an item-item ranking head for top-N lists;
 * :func:`model_from_architecture` — rebuild any of them from a checkpoint's architecture dict.
 
-All share the prediction API ``predict_dense(indptr, indices, values)`` →
-``(batch, n_movies)``, ``predict_at(...)`` and ``code_and_predict(...)``.
+Every kind implements one contract, :class:`~aerec.model.base.RatingModel`, and registers
+itself by name (:mod:`aerec.model.base`): ``predict_dense(indptr, indices, values)`` →
+``(batch, n_movies)``, ``predict_known``, ``predict_at(indptr, indices, values, rows, cols)``,
+``rank_dense``, ``architecture()``. :func:`kinds` lists the registered kinds.
 """
 
 from aerec.model.autoencoder import (
@@ -21,9 +23,9 @@ from aerec.model.autoencoder import (
     keep_mask,
     keep_masks,
 )
+from aerec.model.base import ModelBase, RatingModel, kinds, model_from_architecture, register
 from aerec.model.bayesian_mf import BayesianMF
 from aerec.model.ensemble import Ensemble
-from aerec.model.factory import model_from_architecture
 from aerec.model.item_autoencoder import ItemAutoEncoder
 from aerec.model.ranked import RankedModel
 from aerec.model.sparse_rows import SparseRows
@@ -34,10 +36,14 @@ __all__ = [
     "BayesianMF",
     "Ensemble",
     "ItemAutoEncoder",
+    "ModelBase",
+    "RatingModel",
     "RankedModel",
     "SparseRows",
+    "kinds",
     "keep_mask",
     "keep_masks",
     "hidden_widths",
     "model_from_architecture",
+    "register",
 ]

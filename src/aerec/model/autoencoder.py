@@ -49,6 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aerec.model.base import ModelBase, register
 from aerec.model.kernels import keep_mask_kernel, numba_threads
 from aerec.model.sparse_ops import sampled_output_linear, sparse_input_linear
 from aerec.model.sparse_rows import SparseRows
@@ -151,7 +152,8 @@ def row_biases(
     return sums / (counts + regularisation).clamp_min(1e-12)
 
 
-class AutoEncoder(nn.Module):
+@register("autoencoder", summary="the user-based autoencoder (U-AutoRec; the published network)")
+class AutoEncoder(ModelBase):
     """Row-oriented autoencoder over ``n_columns`` inputs (the user-based model: rows are
     users, columns the ``n_movies`` movies).
 
@@ -295,14 +297,22 @@ class AutoEncoder(nn.Module):
         return arch
 
     @classmethod
-    def from_architecture(cls, arch: dict, **kwargs: object) -> nn.Module:
-        """Rebuild an (untrained) model from an ``architecture()`` dict — any model of the
-        family: user-based, item-based (:class:`~aerec.model.item_autoencoder.ItemAutoEncoder`)
-        or an ensemble (:class:`~aerec.model.ensemble.Ensemble`). Dicts written before the
-        options existed rebuild the published network."""
-        from aerec.model.factory import model_from_architecture
+    def from_architecture(cls, arch: dict, **kwargs: object) -> AutoEncoder:
+        """Rebuild an (untrained) network from an ``architecture()`` dict; dicts written before
+        the options existed rebuild the published network. (Any kind:
+        :func:`aerec.model.base.model_from_architecture`.)"""
+        return cls(int(arch["n_movies"]), **cls._common(arch), **kwargs)  # type: ignore[arg-type]
 
-        return model_from_architecture(arch, **kwargs)
+    @classmethod
+    def _common(cls, arch: dict) -> dict:
+        """Keyword arguments of every orientation's constructor, from an architecture dict."""
+        return dict(
+            layers=[int(w) for w in arch["layers"]],
+            activation=str(arch["activation"]),
+            output_activation=str(arch["output_activation"]),
+            dropout=float(arch["dropout"]),
+            **cls._options(arch),
+        )
 
     @classmethod
     def _options(cls, arch: dict) -> dict:

@@ -30,13 +30,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from aerec.model.base import ModelBase, register
 from aerec.model.derived import derived
 from aerec.model.kernels import as_numpy, gaussian_rows_kernel
 from aerec.model.leave_one_out import as_index, downdated
 from aerec.model.sparse_rows import SparseRows
 
 
-class BayesianMF(nn.Module):
+@register("bayesian-mf", summary="Bayesian matrix factorisation (posterior samples; users scored by exact inference)")
+class BayesianMF(ModelBase):
     """Posterior samples of a Bayesian factorisation over ``n_movies`` movies.
 
     Buffers: ``movie_factors`` ``(samples, n_movies, factors)``, ``user_mean``
@@ -81,6 +83,13 @@ class BayesianMF(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self._dtype
+
+    @classmethod
+    def from_architecture(cls, arch: dict, **kwargs: object) -> BayesianMF:
+        """An (unsampled) model shaped as an ``architecture()`` dict describes."""
+        clip = arch.get("clip")
+        return cls(int(arch["n_movies"]), int(arch["factors"]), int(arch["samples"]),
+                   clip=None if clip is None else (float(clip[0]), float(clip[1])), **kwargs)
 
     def architecture(self) -> dict:
         """``{"kind": "bayesian-mf", "n_movies", "factors", "samples", "clip"}``."""
@@ -168,13 +177,6 @@ class BayesianMF(nn.Module):
         """Predicted ratings of every movie, ``(batch, n_movies)``."""
         return self.code_and_predict(indptr, indices, values)[1]
 
-    def predict_known(
-        self, user_rows: object, indptr: object, indices: object, values: object
-    ) -> torch.Tensor:
-        """:meth:`predict_dense`: a user's ratings are all the model needs (``user_rows`` is
-        accepted for the common API and ignored)."""
-        return self.predict_dense(indptr, indices, values)
-
     @torch.no_grad()
     def encode(self, indptr: object, indices: object, values: object) -> torch.Tensor:
         """Codes of a batch of users, ``(batch, factors)``."""
@@ -228,5 +230,3 @@ class BayesianMF(nn.Module):
         ).mean(0)
         return self._clip(out + self.global_mean).to(self.dtype)
 
-    def prepare_inference(self, rows: object, **_: object) -> None:
-        """Nothing to store: a user's ratings are the encoder's input."""

@@ -13,10 +13,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from aerec.model.leave_one_out import leave_one_out_at
+from aerec.model.base import ModelBase, model_from_architecture, register
 
 
-class Ensemble(nn.Module):
+@register("ensemble", summary="a weighted average of trained models")
+class Ensemble(ModelBase):
     """Weighted average of ``members`` (models with the ``predict_dense`` API, same movies).
 
     ``weights`` (default equal) are normalised to sum to 1 unless ``normalise`` is False — then
@@ -46,7 +47,7 @@ class Ensemble(nn.Module):
             raise ValueError(f"ensemble weights must be {len(members)} non-negative numbers")
         self.normalise = bool(normalise)
         self.register_buffer("weights", w / w.sum() if self.normalise else w)
-        clips = [getattr(m, "clip", None) for m in members]
+        clips = [m.clip for m in members]
         #: The members' common clipping range (``None`` unless all clip alike).
         self.clip = clips[0] if all(c == clips[0] for c in clips) else None
 
@@ -57,6 +58,12 @@ class Ensemble(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.members[0].dtype
+
+    @classmethod
+    def from_architecture(cls, arch: dict, **kwargs: object) -> Ensemble:
+        """An ensemble of rebuilt (untrained) members, as an ``architecture()`` dict says."""
+        members = [model_from_architecture(m, **kwargs) for m in arch["members"]]
+        return cls(members, arch.get("weights"), normalise=bool(arch.get("normalise", True)))
 
     def architecture(self) -> dict:
         """``{"kind": "ensemble", "n_movies", "members": [architecture, ...], "weights",
@@ -87,8 +94,7 @@ class Ensemble(nn.Module):
         """Weighted average of the members' ``predict_known`` (users also identified by their
         training row), ``(batch, n_movies)``."""
         return self._combine([
-            m.predict_known(user_rows, indptr, indices, values) if hasattr(m, "predict_known")
-            else m.predict_dense(indptr, indices, values) for m in self.members
+            m.predict_known(user_rows, indptr, indices, values) for m in self.members
         ])
 
     @torch.no_grad()
@@ -107,7 +113,7 @@ class Ensemble(nn.Module):
         """Weighted average of the members' leave-one-out predictions, ``(m + 1, k)`` (see
         :mod:`aerec.model.leave_one_out`)."""
         return self._combine([
-            leave_one_out_at(m, columns, ratings, tested, targets) for m in self.members
+            m.leave_one_out_at(columns, ratings, tested, targets) for m in self.members
         ])
 
     @torch.no_grad()

@@ -52,6 +52,7 @@ from aerec.model.autoencoder import (
     _eval_mode,
     iter_row_batches,
 )
+from aerec.model.base import register
 from aerec.model.derived import derived
 from aerec.model.leave_one_out import as_index, by_rows, downdated
 from aerec.model.sparse_rows import SparseRows
@@ -70,6 +71,7 @@ def _derivative(name: str, z: torch.Tensor) -> torch.Tensor:
     return grad
 
 
+@register("item-autoencoder", summary="the item-based autoencoder (I-AutoRec), users scored by fold-in")
 class ItemAutoEncoder(AutoEncoder):
     """Item-based autoencoder over ``n_movies`` movies and ``n_users`` training users.
 
@@ -107,6 +109,11 @@ class ItemAutoEncoder(AutoEncoder):
         arch = super().architecture()
         arch["n_users"] = self.n_users
         return arch
+
+    @classmethod
+    def from_architecture(cls, arch: dict, **kwargs: object) -> ItemAutoEncoder:
+        """Rebuild an (untrained) item-based network from an ``architecture()`` dict."""
+        return cls(int(arch["n_movies"]), int(arch["n_users"]), **cls._common(arch), **kwargs)
 
     # ------------------------------------------------------------------ inference state
     @torch.no_grad()

@@ -22,11 +22,9 @@ def leave_one_out_at(
 ) -> torch.Tensor:
     """``(m + 1, k)`` predictions at ``targets`` (movie columns): row 0 with every rating of
     ``columns`` / ``ratings``, row ``1 + i`` without rating ``tested[i]`` (an index into them).
-    Uses the model's own ``leave_one_out_at`` when it has one, else :func:`by_rows`."""
-    own = getattr(model, "leave_one_out_at", None)
-    if own is not None:
-        return own(columns, ratings, tested, targets)
-    return by_rows(model, columns, ratings, tested, targets)
+    Every model answers it (the contract of :mod:`aerec.model.base`): with an exact downdate
+    of its own, or by :func:`by_rows`."""
+    return model.leave_one_out_at(columns, ratings, tested, targets)
 
 
 def by_rows(

@@ -20,12 +20,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from aerec.model.leave_one_out import leave_one_out_at
+from aerec.model.base import ModelBase, RatingModel, model_from_architecture, register
 from aerec.model.sparse_ops import sparse_input_linear
 from aerec.model.sparse_rows import SparseRows
 
 
-class RankedModel(nn.Module):
+@register("ranked", summary="a rating model plus an EASE ranking head for top-N lists")
+class RankedModel(ModelBase):
     """``base`` (any model with the prediction API) plus ``item_weights`` ``B``
     ``(n_movies, n_movies)`` and the blend weight ``rating_weight`` α (buffers)."""
 
@@ -44,7 +45,7 @@ class RankedModel(nn.Module):
             )
         self.register_buffer("item_weights", weights)
         self.register_buffer("rating_weight", torch.tensor(float(rating_weight)))
-        self.clip = getattr(base, "clip", None)
+        self.clip = base.clip
 
     @property
     def device(self) -> torch.device:
@@ -53,6 +54,18 @@ class RankedModel(nn.Module):
     @property
     def dtype(self) -> torch.dtype:
         return self.base.dtype
+
+    has_ranking_head = True
+
+    @classmethod
+    def from_architecture(cls, arch: dict, **kwargs: object) -> RankedModel:
+        """A rebuilt (untrained) base with an empty head, as an ``architecture()`` dict says."""
+        n = int(arch["n_movies"])
+        return cls(model_from_architecture(arch["base"], **kwargs), torch.zeros(n, n), 0.0)
+
+    def rating_model(self) -> RatingModel:
+        """The base model (the predicted ratings without the ranking head)."""
+        return self.base
 
     def architecture(self) -> dict:
         """``{"kind": "ranked", "n_movies", "base": base architecture}``."""
@@ -67,9 +80,7 @@ class RankedModel(nn.Module):
         self, user_rows: object, indptr: object, indices: object, values: object
     ) -> torch.Tensor:
         """The base model's ``predict_known`` (users also identified by their training row)."""
-        if hasattr(self.base, "predict_known"):
-            return self.base.predict_known(user_rows, indptr, indices, values)
-        return self.base.predict_dense(indptr, indices, values)
+        return self.base.predict_known(user_rows, indptr, indices, values)
 
     def predict_at(
         self, indptr: object, indices: object, values: object, rows: object, cols: object
@@ -81,7 +92,7 @@ class RankedModel(nn.Module):
         self, columns: object, ratings: object, tested: object, targets: object
     ) -> torch.Tensor:
         """The base model's leave-one-out predictions (:mod:`aerec.model.leave_one_out`)."""
-        return leave_one_out_at(self.base, columns, ratings, tested, targets)
+        return self.base.leave_one_out_at(columns, ratings, tested, targets)
 
     def code_and_predict(
         self, indptr: object, indices: object, values: object

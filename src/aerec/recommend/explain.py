@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from aerec.model.leave_one_out import leave_one_out_at
-from aerec.train.checkpoint import StoredRatings
+from aerec.checkpoint import StoredRatings
 
 #: Users encoded per call while building the neighbour index (bounds memory).
 ENCODE_BATCH = 4096

@@ -49,7 +49,7 @@ from aerec.recommend.ranking import (
     parse_ranking,
 )
 from aerec.recommend.titles import TitleIndex, display_title
-from aerec.train.checkpoint import Checkpoint, load_checkpoint
+from aerec.checkpoint import Checkpoint, load_checkpoint
 
 #: Similar users consulted per request (the "20 most similar users" of a reason).
 DEFAULT_NEIGHBOURS = 20

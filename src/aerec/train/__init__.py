@@ -10,7 +10,7 @@ Typical use::
     scores = ckpt.model.predict_dense(indptr, indices, ratings)   # (batch, n_movies)
 """
 
-from aerec.train.checkpoint import Checkpoint, TrainingStats, load_checkpoint
+from aerec.checkpoint import Checkpoint, TrainingStats, load_checkpoint
 from aerec.train.errors import IncompatibleResume, TrainingDiverged
 from aerec.train.events import (
     BatchFinished,

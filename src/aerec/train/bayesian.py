@@ -43,7 +43,7 @@ from aerec.model.kernels import (
 )
 from aerec.train.batching import union_rows
 from aerec.train.budget import BudgetReport, Deadline, EpochClock
-from aerec.train.checkpoint import TrainingStats, build_payload, read_payload, save_checkpoint
+from aerec.checkpoint import TrainingStats, build_payload, read_payload, save_checkpoint
 from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted, StageStarted
 from aerec.train.finish import budgeted_ranking, ranking_seconds, with_ranking
 from aerec.train.metrics_log import EpochMetrics, plot_learning_curve, write_metrics_csv

@@ -31,7 +31,7 @@ from aerec.config import PRESETS, ConfigError, TrainConfig, resolve_config, writ
 from aerec.model.ensemble import Ensemble
 from aerec.train.batching import union_rows
 from aerec.train.budget import BudgetReport, Deadline
-from aerec.train.checkpoint import TrainingStats, build_payload, load_checkpoint, save_checkpoint
+from aerec.checkpoint import TrainingStats, build_payload, load_checkpoint, save_checkpoint
 from aerec.train.events import Callback, MemberStarted, RunFinished, StageStarted
 from aerec.train.finish import (
     budgeted_ranking,

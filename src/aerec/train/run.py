@@ -36,7 +36,7 @@ from aerec.data.splits import make_splits
 from aerec.data.store import PreparedDataset, load_dataset
 from aerec.train.batching import union_rows
 from aerec.train.budget import BudgetReport, Deadline, EpochClock
-from aerec.train.checkpoint import (
+from aerec.checkpoint import (
     TrainingStats,
     build_payload,
     manifest_json,

@@ -5,7 +5,7 @@ The file is a plain dict of tensors, numbers, strings, lists and dicts, so it lo
 
 ==================  =========================================================================
 ``format``          ``"aerec-checkpoint"``; ``format_version`` 1; ``kind`` ``"best"``/``"last"``
-``architecture``    :meth:`AutoEncoder.architecture` (n_movies, layers, activations, dropout)
+``architecture``    the model's ``architecture()`` (its kind and shape; :mod:`aerec.model.base`)
 ``model_state``     the network's ``state_dict``
 ``config``          :meth:`TrainConfig.to_dict`
 ``epoch``           epochs completed when saved; ``history`` one dict per epoch (metrics.csv)
@@ -63,7 +63,7 @@ from aerec import __version__
 from aerec.config import TrainConfig
 from aerec.data.ratings import RatingScale
 from aerec.fileio import atomic_write, pid_alive
-from aerec.model.autoencoder import AutoEncoder
+from aerec.model.base import RatingModel, model_from_architecture
 
 FORMAT = "aerec-checkpoint"
 FORMAT_VERSION = 1
@@ -248,7 +248,7 @@ class Checkpoint:
 
     path: Path
     #: The trained network, in eval mode. ``model.predict_dense`` / ``model.predict_at``.
-    model: AutoEncoder
+    model: RatingModel
     config: TrainConfig
     architecture: dict
     #: ``"best"`` (lowest validation RMSE) or ``"last"`` (latest epoch).
@@ -307,7 +307,7 @@ def versions() -> dict[str, str]:
 def build_payload(
     *,
     kind: str,
-    model: AutoEncoder,
+    model: RatingModel,
     config: TrainConfig,
     epoch: int,
     history: list[dict],
@@ -593,7 +593,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Che
 
 def _checkpoint(path: Path, payload: dict, device: str | torch.device) -> Checkpoint:
     scale = RatingScale.from_dict(payload["scale"])
-    model = AutoEncoder.from_architecture(payload["architecture"])
+    model = model_from_architecture(payload["architecture"])
     try:
         model.load_state_dict(payload["model_state"])
     except RuntimeError as exc:
@@ -605,7 +605,7 @@ def _checkpoint(path: Path, payload: dict, device: str | torch.device) -> Checkp
     titles = list(payload["titles"])
     years = payload["years"].numpy()
     stats = TrainingStats.from_payload(payload["stats"])
-    n_movies = int(getattr(model, "n_movies", len(movie_ids)))
+    n_movies = int(model.n_movies)
     for name, length in (("movie ids", len(movie_ids)), ("titles", len(titles)),
                          ("years", len(years)), ("movie counts", len(stats.movie_counts)),
                          ("movie means", len(stats.movie_means))):
