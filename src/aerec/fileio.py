@@ -150,3 +150,4 @@ def move_into_place(tmp: str | Path, out: str | Path) -> None:
         os.replace(old, out)  # put the previous one back
         raise
     remove_path(old)
+

@@ -23,7 +23,6 @@ Every file is written atomically (temporary file, then ``os.replace``) at the en
 from __future__ import annotations
 
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,11 +30,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from aerec.config import TrainConfig
-from aerec.data.splits import make_splits
-from aerec.data.store import PreparedDataset, load_dataset
-from aerec.train.batching import union_rows
-from aerec.train.budget import BudgetReport, Deadline, EpochClock
 from aerec.checkpoint import (
     TrainingStats,
     build_payload,
@@ -43,6 +37,12 @@ from aerec.checkpoint import (
     read_payload,
     save_checkpoint,
 )
+from aerec.config import TrainConfig
+from aerec.data.splits import make_splits
+from aerec.data.store import PreparedDataset, load_dataset
+from aerec.system import available_cores
+from aerec.train.batching import union_rows
+from aerec.train.budget import BudgetReport, Deadline, EpochClock
 from aerec.train.diagnostics import training_warnings
 from aerec.train.errors import IncompatibleResume, TrainingDiverged
 from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted, StageStarted
@@ -106,13 +106,6 @@ class TrainResult:
     selected_checkpoint: Path | None = None
     #: What the end of the run decided: ``fold_in`` (scale, validation RMSEs), ``refit``.
     notes: dict = field(default_factory=dict)
-
-
-def available_cores() -> int:
-    """Cores this process may run on (CPU affinity / container limits), at least 1."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def read_run_config(run_dir: str | Path) -> TrainConfig:
