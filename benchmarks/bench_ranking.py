@@ -15,7 +15,7 @@ Datasets (prepared and trained once, cached under ``--work``, default ``bench-da
 
 Each model is the ``seed`` architecture (512-256-64, ReLU, dropout 0.1) trained with the trainer
 API for ``--epochs`` epochs at ``--lr`` (default 1e-3; the published 1e-4 needs far more epochs).
-Scores come from :func:`aerec.evaluate.evaluate_scorers` (movies the user gave are excluded;
+Scores come from :func:`aerec.evaluate.evaluate_models` (movies the user gave are excluded;
 a held-out rating ≥ 4 is relevant).
 
 The ``head`` row is the model's own ranking head (:mod:`aerec.model.ranked`: EASE on what the
@@ -48,9 +48,9 @@ REPO = HERE.parent
 sys.path.insert(0, str(REPO / "src"))
 
 from aerec.config import TrainConfig  # noqa: E402
-from aerec.data.splits import make_splits, select  # noqa: E402
+from aerec.data.splits import make_splits, select, union_rows  # noqa: E402
 from aerec.data.store import load_dataset  # noqa: E402
-from aerec.evaluate import AutoencoderScorer, evaluate_scorers, union  # noqa: E402
+from aerec.evaluate import evaluate_models  # noqa: E402
 from aerec.model.baselines import Popularity  # noqa: E402
 from aerec.recommend.ranking import Ranking, parse_ranking  # noqa: E402
 from aerec.train import load_checkpoint, train  # noqa: E402
@@ -70,60 +70,62 @@ SELECTION_DATASETS = ("demo", "ml100k")
 
 
 class _Predictions:
-    """The autoencoder's dense predictions for the current batch, computed once and shared by
-    every mode scorer (evaluate_scorers calls each scorer on the same batch in turn)."""
+    """The model's predicted ratings ``predict_known`` for the current batch, computed once
+    and shared by every mode (evaluate_models asks each model of the table in turn)."""
 
     def __init__(self, model: torch.nn.Module) -> None:
-        self.scorer = AutoencoderScorer(model)
+        self.model = model
         self._key: bytes | None = None
         self._out: np.ndarray | None = None
 
-    def __call__(self, user_rows: np.ndarray, inputs: sp.csr_matrix) -> np.ndarray:
+    def __call__(self, user_rows, indptr, indices, values) -> np.ndarray:
         key = np.asarray(user_rows).tobytes()
         if key != self._key:
-            self._out = self.scorer.score_users(user_rows, inputs)
+            self._out = self.model.predict_known(user_rows, indptr, indices, values)
+            self._out = self._out.detach().float().cpu().numpy()
             self._key = key
         return self._out  # type: ignore[return-value]
 
 
-class HeadScorer:
-    """A model's own ranking head (``rank_dense``, e.g. EASE + α·rating) as a Scorer; movies
-    without training ratings are never ranked, as in every mode."""
+class _RankingOnly:
+    """What :func:`aerec.evaluate.evaluate_models` asks of a model that only ranks: its
+    scores for a batch of known users (``predict_known``), no ranking head."""
 
     predicts_ratings = False
     ranks_items = True
-    name = "head"
+    has_ranking_head = False
+
+
+class HeadScorer(_RankingOnly):
+    """A model's own ranking head (``rank_dense``, e.g. EASE + α·rating); movies without
+    training ratings are never ranked, as in every mode."""
+
+    label = "head"
 
     def __init__(self, model: torch.nn.Module, counts: np.ndarray) -> None:
         self.model = model
         self.unseen = np.asarray(counts) == 0
 
-    def score_users(self, user_rows: np.ndarray, inputs: sp.csr_matrix) -> np.ndarray:
-        inputs = sp.csr_matrix(inputs)
-        scores = self.model.rank_dense(inputs.indptr.astype(np.int64),
-                                       inputs.indices.astype(np.int64),
-                                       inputs.data.astype(np.float32)).float().numpy()
-        scores[:, self.unseen] = -np.inf
+    def predict_known(self, user_rows, indptr, indices, values) -> torch.Tensor:
+        scores = self.model.rank_dense(indptr, indices, values).float()
+        scores[:, torch.from_numpy(self.unseen)] = -torch.inf
         return scores
 
 
-class ModeScorer:
-    """A ranking mode as a :class:`aerec.evaluate.Scorer` (ranking only)."""
-
-    predicts_ratings = False
-    ranks_items = True
+class ModeScorer(_RankingOnly):
+    """A ranking mode of :mod:`aerec.recommend.ranking` over the model's predictions."""
 
     def __init__(self, ranking: Ranking, predictions: _Predictions, counts: np.ndarray,
                  scale_range: float) -> None:
         self.ranking = ranking
-        self.name = ranking.label
+        self.label = ranking.label
         self.predictions = predictions
         self.counts = counts
         self.scale_range = scale_range
 
-    def score_users(self, user_rows: np.ndarray, inputs: sp.csr_matrix) -> np.ndarray:
-        return self.ranking.scores(self.predictions(user_rows, inputs), self.counts,
-                                   self.scale_range)
+    def predict_known(self, user_rows, indptr, indices, values) -> torch.Tensor:
+        predicted = self.predictions(user_rows, indptr, indices, values)
+        return torch.as_tensor(self.ranking.scores(predicted, self.counts, self.scale_range))
 
 
 def _run(cmd: list[str]) -> None:
@@ -185,19 +187,19 @@ def measure(name: str, run: Path, data: Path) -> dict:
     counts = ckpt.stats.movie_counts
     scorers = [ModeScorer(parse_ranking(m), predictions, counts, scale.maximum - scale.minimum)
                for m in MODES]
-    fit_on = union(splits.train, splits.validation, splits.test_input) if (
+    fit_on = union_rows(splits.train, splits.validation, splits.test_input) if (
         splits.protocol == "user") else splits.test_input
     scorers.append(Popularity(relevance_threshold=scale.relevance_threshold()).fit(fit_on))
     # the model's ranking head (aerec.model.ranked): the checkpoint's own, or an EASE head
     # chosen on the validation split and attached to this model, as `ranking = "ease"` does
     head_notes = {}
     model = ckpt.model
-    if not hasattr(model, "rank_dense"):
+    if not model.has_ranking_head:
         from aerec.train.finish import choose_ranking, with_ranking
 
         lam, alpha, _ = choose_ranking(ckpt.config, model, splits.train, splits.validation,
                                        scale.relevance_threshold())
-        model = with_ranking(model, union(splits.train, splits.validation), lam, alpha)
+        model = with_ranking(model, union_rows(splits.train, splits.validation), lam, alpha)
         head_notes = {"ease_lambda": lam, "rating_weight": alpha}
     scorers.append(HeadScorer(model, counts))
     parts = {"all": splits.test}
@@ -206,15 +208,15 @@ def measure(name: str, run: Path, data: Path) -> dict:
     out = {"protocol": splits.protocol, "best_val_rmse": ckpt.best.get("val_rmse"),
            "epochs": ckpt.epoch, "parts": {}, "head": head_notes}
     for part, test in parts.items():
-        results = evaluate_scorers(scorers, test=test, inputs=splits.test_input, scale=scale, k=10)
+        results = evaluate_models(scorers, test=test, inputs=splits.test_input, scale=scale, k=10)
         out["parts"][part] = {
             "users": results[0].ranked_users,
             "rows": {r.name: {"ndcg": r.ndcg, "recall": r.recall, "precision": r.precision}
                      for r in results},
         }
     # the raw autoencoder's rating error under this protocol, for context
-    rmse = evaluate_scorers([AutoencoderScorer(ckpt.model)], test=splits.test,
-                            inputs=splits.test_input, scale=scale, k=10)[0]
+    rmse = evaluate_models([ckpt.model], test=splits.test,
+                           inputs=splits.test_input, scale=scale, k=10)[0]
     out["test_rmse"] = rmse.rmse
     return out
 

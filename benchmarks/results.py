@@ -42,7 +42,7 @@ from aerec.config import PRESETS, TrainConfig, resolve_config  # noqa: E402
 from aerec.data.prepare import prepare_paths  # noqa: E402
 from aerec.data.splits import make_splits  # noqa: E402
 from aerec.data.store import load_dataset  # noqa: E402
-from aerec.evaluate import AutoencoderScorer, evaluate_scorers  # noqa: E402
+from aerec.evaluate import evaluate_models  # noqa: E402
 from aerec.model.baselines import BiasBaseline, GlobalMean, Popularity  # noqa: E402
 from aerec.model.ease import EASE  # noqa: E402
 from aerec.train import load_checkpoint, train  # noqa: E402
@@ -97,7 +97,7 @@ def measure(
     scale = ds.scale
     clip = (scale.minimum, scale.maximum)
     threshold = scale.relevance_threshold()
-    scorers, kinds, seconds, notes = [], [], [], []
+    scorers, names, kinds, seconds, notes = [], [], [], [], []
 
     began = time.perf_counter()
     bias_lam, _ = BiasBaseline.select_regularisation(splits.train, splits.validation, clip=clip)
@@ -115,6 +115,7 @@ def measure(
         start = time.perf_counter()
         model.fit(splits.test_input)
         scorers.append(model)
+        names.append(model.label)
         kinds.append("baseline")
         seconds.append(time.perf_counter() - start + selection)
         notes.append(note)
@@ -125,7 +126,8 @@ def measure(
         say(f"  training {preset} on {name} …")
         result = train(ds, run_dir, config)
         model = load_checkpoint(result.best_checkpoint).model
-        scorers.append(AutoencoderScorer(model, name=LABELS.get(preset, preset)))
+        scorers.append(model)
+        names.append(LABELS.get(preset, preset))
         kinds.append("model")
         seconds.append(result.seconds)
         note = {"val_rmse": round(result.best_val_rmse, 4)}
@@ -143,8 +145,8 @@ def measure(
             note.update(best_epoch=result.best_epoch, epochs=result.epochs_completed)
         notes.append(note)
         say(f"    {preset}: {result.seconds:.0f} s, validation RMSE {result.best_val_rmse:.4f}")
-    results = evaluate_scorers(scorers, test=splits.test, inputs=splits.test_input, scale=scale,
-                               kinds=kinds)
+    results = evaluate_models(scorers, test=splits.test, inputs=splits.test_input, scale=scale,
+                              kinds=kinds, names=names)
     return [
         Row(r.name, r.kind, name, split, r.rmse, r.mae, r.ndcg, r.recall, s, _cmd(experiment), n)
         for r, s, n in zip(results, seconds, notes)

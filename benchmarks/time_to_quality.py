@@ -41,7 +41,8 @@ sys.path.insert(0, str(REPO / "src"))
 from aerec.config import resolve_config  # noqa: E402
 from aerec.data.splits import make_splits  # noqa: E402
 from aerec.data.store import load_dataset  # noqa: E402
-from aerec.evaluate import AutoencoderScorer, evaluate_scorers  # noqa: E402
+from aerec.evaluate import evaluate_models  # noqa: E402
+from aerec.metrics import clipped_rmse  # noqa: E402
 from aerec.model.baselines import BiasBaseline, Popularity  # noqa: E402
 from aerec.model.ease import EASE  # noqa: E402
 from aerec.train import load_checkpoint, train  # noqa: E402
@@ -66,8 +67,8 @@ SPLIT = {"split_protocol": "auto", "test_fraction": 0.2, "validation_fraction": 
 
 
 def _score(model, splits, scale) -> tuple[float, float]:
-    [result] = evaluate_scorers([AutoencoderScorer(model)], test=splits.test,
-                                inputs=splits.test_input, scale=scale)
+    [result] = evaluate_models([model], test=splits.test, inputs=splits.test_input,
+                               scale=scale)
     return result.rmse, result.ndcg
 
 
@@ -91,10 +92,9 @@ def run_bias(splits, scale) -> dict:
     lam, _ = BiasBaseline.select_regularisation(splits.train, splits.validation, clip=clip)
     model = BiasBaseline(regularisation=lam).fit(splits.test_input)
     seconds = time.perf_counter() - began
-    test = splits.test.tocoo()
-    predicted = np.clip(model.predict_at(test.row, test.col), *clip)
-    rmse = float(np.sqrt(np.mean((predicted - test.data) ** 2)))
-    return {"seconds": seconds, "rmse": rmse}
+    [result] = evaluate_models([model], test=splits.test, inputs=splits.test_input,
+                               scale=scale)
+    return {"seconds": seconds, "rmse": result.rmse}
 
 
 def run_rankers(splits, scale) -> dict:
@@ -107,7 +107,7 @@ def run_rankers(splits, scale) -> dict:
                                         relevance_threshold=threshold)
     ease = EASE(lam).fit(splits.test_input)
     ease_seconds = time.perf_counter() - began
-    popularity, ease_result = evaluate_scorers(
+    popularity, ease_result = evaluate_models(
         [Popularity(threshold).fit(splits.test_input), ease], test=splits.test,
         inputs=splits.test_input, scale=scale)
     return {"popularity_ndcg": popularity.ndcg, "ease_ndcg": ease_result.ndcg,
@@ -144,9 +144,8 @@ def run_svd(splits, scale, epochs: int) -> dict:
     predicted[ki] += algo.bi[i[ki]]
     both = ku & ki
     predicted[both] += np.einsum("ij,ij->i", algo.pu[u[both]], algo.qi[i[both]])
-    predicted = np.clip(predicted, scale.minimum, scale.maximum)
     return {"seconds": seconds, "epochs": epochs,
-            "rmse": float(np.sqrt(np.mean((predicted - test.data) ** 2)))}
+            "rmse": clipped_rmse(predicted, test.data, (scale.minimum, scale.maximum))}
 
 
 def noise_floor(dataset: Path) -> float | None:

@@ -67,20 +67,48 @@ def test_unknown_keys_and_bad_values_are_named(tmp_path):
 
 
 def test_every_setting_is_documented_where_declared():
-    """Each field of TrainConfig has a ``#:`` comment right above its declaration."""
+    """Each field of TrainConfig is declared in exactly one section class, typed, with a
+    ``#:`` comment right above its declaration."""
+    import dataclasses
     import inspect
     import re
 
-    from aerec import config as config_module
+    from aerec.config import SECTIONS
 
-    lines = inspect.getsource(config_module.TrainConfig).splitlines()
-    declared = {
-        m.group(1): i for i, line in enumerate(lines)
-        if (m := re.match(r"    (\w+): [\w\[\], .]+ = ", line))
-    }
-    assert set(declared) == {f.name for f in __import__("dataclasses").fields(TrainConfig)}
-    undocumented = [n for n, i in declared.items() if not lines[i - 1].strip().startswith("#:")]
-    assert not undocumented
+    declared: dict[str, str] = {}
+    for section in SECTIONS:
+        lines = inspect.getsource(section).splitlines()
+        for i, line in enumerate(lines):
+            if m := re.match(r"    (\w+): [\w\[\], .|]+ = ", line):
+                assert m.group(1) not in declared, f"{m.group(1)} declared twice"
+                declared[m.group(1)] = section.__name__
+                assert lines[i - 1].strip().startswith("#:"), f"{m.group(1)} is undocumented"
+    assert set(declared) == {f.name for f in dataclasses.fields(TrainConfig)}
+    # the families' classes come from the registry, next to their models
+    assert {"AutoEncoderConfig", "BayesianMFConfig", "EnsembleConfig"} <= set(declared.values())
+
+
+def test_a_configuration_is_checked_and_stored_by_its_own_sections():
+    from aerec.config import RunConfig
+    from aerec.model.autoencoder import AutoEncoderConfig
+    from aerec.model.bayesian_mf import BayesianMFConfig
+
+    seed = PRESETS["seed"]
+    assert seed.kind == "autoencoder" and PRESETS["item"].kind == "item-autoencoder"
+    assert PRESETS["best"].kind == "ensemble" and PRESETS["auto"].kind is None
+    assert isinstance(seed.run, RunConfig) and seed.run.epochs == 30
+    assert isinstance(seed.family, AutoEncoderConfig) and seed.family.layers == (512, 256, 64)
+    assert isinstance(PRESETS["bayesian-mf"].family, BayesianMFConfig)
+    # an autoencoder's Bayesian settings are not its business: neither checked nor stored
+    assert TrainConfig(factors=0).kind == "autoencoder"
+    with pytest.raises(ConfigError, match="factors must be ≥ 1"):
+        TrainConfig(model="bayesian-mf", factors=0, epochs=100)
+    stored = PRESETS["bayesian-mf"].stored()
+    assert "factors" in stored and "epochs" in stored and "layers" not in stored
+    assert "layers" in seed.stored() and "factors" not in seed.stored()
+    assert TrainConfig.from_dict(stored) == PRESETS["bayesian-mf"]
+    # an old checkpoint's config held every setting: it still loads
+    assert TrainConfig.from_dict(PRESETS["bayesian-mf"].to_dict()) == PRESETS["bayesian-mf"]
 
 
 def test_presets_are_valid_and_named_for_what_they_are():
@@ -98,14 +126,18 @@ def test_presets_are_valid_and_named_for_what_they_are():
 def test_new_options_round_trip_through_toml(tmp_path):
     config = TrainConfig(
         orientation="item", tied=True, clip_predictions=True, refit=True, centring="biases",
-        members=("item", "user-centred"), steps=500, l2=80.0, lr_schedule="plateau",
-        input_dropout=0.25, code_dropout=0.5, refeed=1, ranking="ease",
+        steps=500, l2=80.0, lr_schedule="plateau", input_dropout=0.25, code_dropout=0.5,
+        refeed=1, ranking="ease",
     )
     path = tmp_path / "c.toml"
     config.save_toml(path)
     assert resolve_config(path=path) == config
+    assert "tied = true" in path.read_text()
+    ensemble = TrainConfig(members=("item", "user-centred"), refit=True, ranking="ease")
+    ensemble.save_toml(path)
+    assert resolve_config(path=path) == ensemble
     text = path.read_text()
-    assert "tied = true" in text and 'members = ["item", "user-centred"]' in text
+    assert 'members = ["item", "user-centred"]' in text and "tied" not in text
     assert resolve_config(overrides={"tied": "true", "members": "item, deep"}).members == (
         "item", "deep")
     with pytest.raises(ConfigError, match="tied = 1 is not a valid bool"):

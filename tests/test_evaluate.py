@@ -6,26 +6,46 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.sparse as sp
+import torch
 
 from aerec.data.ratings import RatingScale
-from aerec.evaluate import evaluate_scorers, union
+from aerec.evaluate import evaluate_models
+from aerec.model.base import ModelBase
 from aerec.model.baselines import BiasBaseline, GlobalMean, Popularity
 
 SCALE = RatingScale(1.0, 5.0, 1.0)
 
 
-class FixedScores:
-    """A scorer returning rows of a fixed ``(n_users, n_movies)`` score table."""
+class FixedScores(ModelBase):
+    """A model whose known users get rows of a fixed ``(n_users, n_movies)`` float32 table
+    (``predict_known``); with ``ranking``, a ranking head giving the rows ``ranking_users`` of
+    another table (the one batch of test users the evaluator then asks for)."""
 
-    predicts_ratings = True
-    ranks_items = True
+    def __init__(self, table: np.ndarray, label: str = "fixed",
+                 ranking: np.ndarray | None = None,
+                 ranking_users: np.ndarray | None = None) -> None:
+        super().__init__()
+        self.table = torch.as_tensor(np.asarray(table, dtype=np.float32))
+        self.n_movies = self.table.shape[1]
+        self.fixed_label = label
+        self.has_ranking_head = ranking is not None
+        if ranking is not None:
+            self.ranking = torch.as_tensor(ranking, dtype=torch.float32)
+            self.ranking_users = torch.as_tensor(ranking_users)
 
-    def __init__(self, table: np.ndarray, name: str = "fixed") -> None:
-        self.table = table
-        self.name = name
+    @property
+    def label(self) -> str:
+        return self.fixed_label
 
-    def score_users(self, user_rows: np.ndarray, inputs: sp.csr_matrix) -> np.ndarray:
-        return self.table[user_rows]
+    def predict_known(self, user_rows, indptr, indices, values) -> torch.Tensor:
+        return self.table[torch.as_tensor(np.asarray(user_rows))]
+
+    def predict_dense(self, indptr, indices, values) -> torch.Tensor:
+        raise AssertionError("the evaluator scores known users by predict_known")
+
+    def rank_dense(self, indptr, indices, values) -> torch.Tensor:
+        assert len(indptr) - 1 == len(self.ranking_users), "one batch of every test user"
+        return self.ranking[self.ranking_users]
 
 
 def _random_problem(seed: int = 0, n_users: int = 60, n_movies: int = 40):
@@ -42,13 +62,14 @@ def _random_problem(seed: int = 0, n_users: int = 60, n_movies: int = 40):
 def test_batching_does_not_change_the_answer() -> None:
     inputs, test, scores = _random_problem()
     scorer = FixedScores(scores)
-    one = evaluate_scorers([scorer], test=test, inputs=inputs, scale=SCALE, k=5, batch_size=10_000)
-    many = evaluate_scorers([scorer], test=test, inputs=inputs, scale=SCALE, k=5, batch_size=7)
+    one = evaluate_models([scorer], test=test, inputs=inputs, scale=SCALE, k=5, batch_size=10_000)
+    many = evaluate_models([scorer], test=test, inputs=inputs, scale=SCALE, k=5, batch_size=7)
     for field in ("rmse", "mae", "precision", "recall", "ndcg", "rated", "ranked_users"):
         assert getattr(many[0], field) == pytest.approx(getattr(one[0], field))
     # RMSE is over every test rating, with predictions clipped to 1..5.
     rows, cols, truth = sp.find(test)
-    expected = np.sqrt(np.mean((np.clip(scores[rows, cols], 1, 5) - truth) ** 2))
+    predicted = scores.astype(np.float32)[rows, cols]
+    expected = np.sqrt(np.mean((np.clip(predicted, 1, 5) - truth) ** 2))
     assert one[0].rmse == pytest.approx(expected)
     assert one[0].rated == test.nnz
 
@@ -65,7 +86,7 @@ def test_ranking_excludes_movies_the_user_already_rated() -> None:
     test = sp.csr_matrix(np.array([[0, 0, 5, 4, 0, 1]], dtype=np.float32))
     # Highest scores on the input movies 0, 1, then the relevant test movies 2, 3.
     scores = np.array([[9.0, 8.0, 7.0, 6.0, 1.0, 0.5]])
-    result = evaluate_scorers(
+    result = evaluate_models(
         [FixedScores(scores, "echo")], test=test, inputs=inputs, scale=SCALE, k=2
     )[0]
     assert result.precision == pytest.approx(1.0)
@@ -73,7 +94,7 @@ def test_ranking_excludes_movies_the_user_already_rated() -> None:
     assert result.ndcg == pytest.approx(1.0)
     # Without exclusion the same scorer would score zero: the check above is not vacuous.
     nothing = sp.csr_matrix((1, n_movies), dtype=np.float32)
-    unfiltered = evaluate_scorers(
+    unfiltered = evaluate_models(
         [FixedScores(scores, "echo")], test=test, inputs=inputs, scale=SCALE, k=2, exclude=nothing
     )[0]
     assert unfiltered.precision == 0.0
@@ -84,7 +105,7 @@ def test_relevance_threshold_and_users_without_relevant_items() -> None:
     # user 0: held-out 4 (relevant); user 1: held-out 3 only (not relevant: threshold is 4)
     test = sp.csr_matrix(np.array([[0, 4, 0], [3, 0, 0]], dtype=np.float32))
     scores = np.array([[0.0, 4.0, 1.0], [3.0, 0.0, 0.0]])
-    r = evaluate_scorers([FixedScores(scores)], test=test, inputs=inputs, scale=SCALE, k=1)[0]
+    r = evaluate_models([FixedScores(scores)], test=test, inputs=inputs, scale=SCALE, k=1)[0]
     assert r.ranked_users == 1
     assert r.precision == pytest.approx(1.0)
     assert r.rated == 2
@@ -92,25 +113,41 @@ def test_relevance_threshold_and_users_without_relevant_items() -> None:
 
 def test_baselines_plug_in_and_flags_are_respected() -> None:
     inputs, test, _ = _random_problem(seed=3)
-    scorers = [GlobalMean().fit(inputs), BiasBaseline(5.0).fit(inputs), Popularity(4.0).fit(inputs)]
-    gm, bias, pop = evaluate_scorers(scorers, test=test, inputs=inputs, scale=SCALE, k=5)
+    models = [GlobalMean().fit(inputs), BiasBaseline(5.0).fit(inputs), Popularity(4.0).fit(inputs)]
+    gm, bias, pop = evaluate_models(models, test=test, inputs=inputs, scale=SCALE, k=5)
+    assert [gm.name, bias.name, pop.name] == ["global mean", "bias baseline", "popularity"]
     assert gm.rmse is not None and gm.precision is None  # a constant ranks nothing
     assert bias.rmse is not None and bias.ndcg is not None
     assert pop.rmse is None and pop.recall is not None  # counts are not ratings
+    # the bias baseline's known users are scored by their fitted bias
+    rows, cols, truth = sp.find(test)
+    fitted = models[1]
+    predicted = (np.float32(float(fitted.mean) + fitted.user_bias.numpy()[rows])
+                 + fitted.movie_bias.numpy().astype(np.float32)[cols])
+    assert bias.rmse == pytest.approx(np.sqrt(np.mean((np.clip(predicted, 1, 5) - truth) ** 2)))
 
 
-def test_union_keeps_zero_ratings() -> None:
-    a = sp.csr_matrix((np.array([0.0, 2.0], np.float32), ([0, 1], [1, 0])), shape=(2, 3))
-    b = sp.csr_matrix((np.array([7.0], np.float32), ([0], [2])), shape=(2, 3))
-    u = union(a, b)
-    assert u.nnz == 3
-    np.testing.assert_array_equal(u.toarray(), [[0, 0, 7], [2, 0, 0]])
+def test_a_ranking_head_orders_the_list_and_predictions_give_the_errors() -> None:
+    """A model with a ranking head is ranked by ``rank_dense``, its errors come from
+    ``predict_known``: swapping the two tables changes the top-N metrics, not the RMSE."""
+    inputs, test, scores = _random_problem(seed=4)
+    reverse = -scores
+    users = np.flatnonzero(np.diff(sp.csr_matrix(test).indptr))
+    plain = FixedScores(scores)
+    headed = FixedScores(scores, "headed", ranking=reverse, ranking_users=users)
+    flipped = FixedScores(reverse)
+    r_plain, r_headed, r_flipped = evaluate_models(
+        [plain, headed, flipped], test=test, inputs=inputs, scale=SCALE, k=5, batch_size=10_000
+    )
+    assert r_headed.rmse == pytest.approx(r_plain.rmse)
+    assert r_headed.ndcg == pytest.approx(r_flipped.ndcg)
+    assert r_headed.ndcg != pytest.approx(r_plain.ndcg)
 
 
 def test_score_shape_mismatch_is_reported() -> None:
     inputs, test, scores = _random_problem()
-    with pytest.raises(ValueError, match="score_users returned"):
-        evaluate_scorers(
+    with pytest.raises(ValueError, match="bad: predict_known returned"):
+        evaluate_models(
             [FixedScores(scores[:, :5], "bad")], test=test, inputs=inputs, scale=SCALE
         )
 
@@ -238,16 +275,16 @@ def test_baselines_on_ml100k_u1(ml100k_dir, tmp_path) -> None:
     from aerec.data.prepare import prepare_paths
     from aerec.data.splits import make_splits
     from aerec.data.store import load_dataset
-    from aerec.evaluate import baseline_scorers
+    from aerec.evaluate import fit_baselines
 
     prepare_paths([ml100k_dir / "u1.base"], tmp_path / "u1", test=ml100k_dir / "u1.test")
     ds = load_dataset(tmp_path / "u1")
     splits = make_splits(ds, "fixed", validation_fraction=0.1, seed=0)
-    scorers, notes = baseline_scorers(splits.train, splits.validation, splits.test_input, ds.scale)
+    models, notes = fit_baselines(splits.train, splits.validation, splits.test_input, ds.scale)
     results = {
         r.name: r
-        for r in evaluate_scorers(
-            scorers, test=splits.test, inputs=splits.test_input, scale=ds.scale, k=10
+        for r in evaluate_models(
+            models, test=splits.test, inputs=splits.test_input, scale=ds.scale, k=10
         )
     }
     assert results["bias baseline"].rated == 20_000

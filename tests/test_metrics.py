@@ -14,6 +14,7 @@ from aerec.data.ratings import RatingScale
 from aerec.metrics import (
     RankingAccumulator,
     RatingErrorAccumulator,
+    clipped_rmse,
     hits_at_k,
     ndcg_at_k,
     precision_at_k,
@@ -22,6 +23,23 @@ from aerec.metrics import (
 )
 
 SCALE = RatingScale(1.0, 5.0, 1.0)
+
+
+def test_clipped_rmse_hand_computed_and_equal_to_the_accumulator() -> None:
+    predicted = np.array([0.0, 4.5, 6.0, 2.0], np.float32)
+    truth = np.array([1.0, 4.0, 5.0, 4.0])
+    # clipped to 1..5: 1, 4.5, 5, 2 → errors 0, 0.5, 0, -2 → mean square (0.25 + 4) / 4
+    assert clipped_rmse(predicted, truth, (1.0, 5.0)) == pytest.approx(math.sqrt(4.25 / 4))
+    # without clipping: errors -1, 0.5, 1, -2 → (1 + 0.25 + 1 + 4) / 4
+    assert clipped_rmse(predicted, truth, None) == pytest.approx(math.sqrt(6.25 / 4))
+    assert clipped_rmse(torch.tensor(predicted), truth, (1.0, 5.0)) == pytest.approx(
+        math.sqrt(4.25 / 4))
+    acc = RatingErrorAccumulator(scale=SCALE)
+    acc.update(predicted, truth)
+    assert clipped_rmse(predicted, truth, (1.0, 5.0)) == pytest.approx(acc.rmse, rel=1e-12)
+    assert math.isnan(clipped_rmse(np.zeros(0), np.zeros(0), (1.0, 5.0)))
+    with pytest.raises(ValueError):
+        clipped_rmse(np.zeros(3), np.zeros(2), None)
 
 
 def test_rmse_mae_hand_computed() -> None:

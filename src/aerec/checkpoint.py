@@ -7,7 +7,7 @@ The file is a plain dict of tensors, numbers, strings, lists and dicts, so it lo
 ``format``          ``"aerec-checkpoint"``; ``format_version`` 1; ``kind`` ``"best"``/``"last"``
 ``architecture``    the model's ``architecture()`` (its kind and shape; :mod:`aerec.model.base`)
 ``model_state``     the network's ``state_dict``
-``config``          :meth:`TrainConfig.to_dict`
+``config``          :meth:`TrainConfig.stored` (the settings that apply to the model's kind)
 ``epoch``           epochs completed when saved; ``history`` one dict per epoch (metrics.csv)
 ``best``            best epoch so far and its metrics, ``bad_epochs`` (early-stopping counter)
 ``user_ids``        int64 ``(n_users,)`` raw user id of each row
@@ -334,7 +334,7 @@ def build_payload(
         "kind": kind,
         "architecture": model.architecture(),
         "model_state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-        "config": config.to_dict(),
+        "config": config.stored(),
         "epoch": int(epoch),
         "history": [dict(h) for h in history],
         "best": dict(best),

@@ -1,12 +1,25 @@
-"""Training configuration: one frozen :class:`TrainConfig`, named presets, TOML in and out.
+"""Training configuration: per-family settings composed into one flat :class:`TrainConfig`,
+named presets, TOML in and out.
 
-A configuration is resolved in layers — a preset (default ``seed``, the published setup), then a
-TOML file, then explicit overrides (e.g. command-line options)::
+Settings are declared, typed and documented where they belong — :class:`RunConfig` here (what
+to train and how to run it: the split, seed, threads, budget, device, epochs, early stopping,
+refit), :class:`~aerec.model.ranked.RankingConfig` (the ranking head), and each model family's
+own class next to its model (:class:`~aerec.model.autoencoder.AutoEncoderConfig`,
+:class:`~aerec.model.bayesian_mf.BayesianMFConfig`,
+:class:`~aerec.model.ensemble.EnsembleConfig`, found through the registry of
+:mod:`aerec.model.base`). :class:`TrainConfig` is their flat union: one ``key = value`` per
+setting in a TOML file, one option per setting on the command line, and the form presets are
+written in. ``config.run`` and ``config.family`` are the typed sections; a configuration is
+validated by its run settings and its own family's (an autoencoder's ``factors`` is never
+checked), and a checkpoint stores only those (:meth:`TrainConfig.stored`).
+
+A configuration is resolved in layers — a preset (default ``auto``), then a TOML file, then
+explicit overrides (e.g. command-line options)::
 
     config = resolve_config(preset="seed", path="my.toml", overrides={"epochs": 300})
 
-A TOML file is flat ``key = value`` lines using the field names below; it may name its base
-with ``preset = "NAME"``.
+A TOML file is flat ``key = value`` lines using the field names; it may name its base with
+``preset = "NAME"``.
 """
 
 from __future__ import annotations
@@ -16,27 +29,24 @@ import json
 import math
 import operator
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 from aerec.fileio import atomic_write
+from aerec.model.base import config_classes, kind_of, model_names
+from aerec.model.ranked import RankingConfig
 
 try:  # Python ≥ 3.11
     import tomllib
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-ACTIVATION_NAMES = ("relu", "selu", "sigmoid", "tanh", "elu", "identity")
-OPTIMIZER_NAMES = ("adam", "sgd", "adamw")
-LR_SCHEDULE_NAMES = ("none", "step", "cosine", "plateau")
 DEVICE_NAMES = ("cpu", "cuda", "auto")
-ORIENTATION_NAMES = ("user", "item")
-CENTRING_NAMES = ("none", "mean", "biases")
-RANKING_NAMES = ("none", "ease")
-MODEL_NAMES = ("autoencoder", "bayesian-mf", "auto")
-ENSEMBLE_WEIGHT_NAMES = ("equal", "fitted")
+#: ``model`` that is not a kind but a plan: the kind is chosen from the data when training
+#: starts (:mod:`aerec.train.auto`).
+AUTO = "auto"
 
 
 class ConfigError(ValueError):
@@ -44,10 +54,10 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run. Defaults are the published ``seed`` setup."""
+class RunConfig:
+    """What is trained and how the run goes: the model, the budget, epochs and early stopping,
+    the refit, the data split and how to execute. Defaults are the published ``seed`` run."""
 
-    # --- model -------------------------------------------------------------------------------
     #: What is trained: "autoencoder" (every option below), or "bayesian-mf" — a Bayesian
     #: matrix factorisation sampled by Gibbs sampling (``aerec.model.bayesian_mf``), which
     #: scores users from their ratings like an encoder; it uses ``factors``,
@@ -63,136 +73,21 @@ class TrainConfig:
     #: did not fit is reported (``aerec.train.budget``). ``model = "auto"`` also chooses the
     #: models from it (``aerec.train.auto``).
     time_budget: float = 0.0
-    #: bayesian-mf: standard deviation of the chain's random starting vectors. Small starts
-    #: make the first hyperparameter draws shrink hard, so the chain takes many sweeps to
-    #: grow its factors; 0.3 reaches a given validation RMSE in fewer sweeps on Netflix-shaped
-    #: data (docs/results.md), 0.1 is kept for the presets measured with it.
-    init_scale: float = 0.1
-    #: bayesian-mf: width d of the user and movie vectors.
-    factors: int = 32
-    #: bayesian-mf: precision α of the rating noise (1 / variance, in stars⁻²).
-    noise_precision: float = 2.0
-    #: bayesian-mf: robust noise (Lakshminarayanan, Bouchard & Archambeau 2011). Each user and
-    #: each movie gets a noise-precision scale γ with a Gamma(a₀, rate a₀) prior (mean 1),
-    #: sampled with the rest, so a rating's noise precision is α γ_user γ_movie: erratic users
-    #: and divisive movies weigh less in what the others learn. This is a₀ (smaller: scales
-    #: vary more); 0 = one shared precision α (classic BPMF). A user being scored gets the
-    #: prior's γ = 1; the movies' scales are kept in the model.
-    noise_scales: float = 0.0
-    #: bayesian-mf: the audience prior. A movie's prior mean also depends on *who* rated it:
-    #: ``μ + Σ_u Γ_u / √n`` over its n raters, with per-user weights Γ and their precision
-    #: sampled with the rest (a side-information prior as in Macau, Simm et al. 2015, with the
-    #: rating pattern as the side information: the "flipped" implicit feedback of Rendle et
-    #: al.). Movies with few ratings borrow from movies with a similar audience. Only training
-    #: changes (about 5 sparse products more per sweep); scoring a user is the same.
-    audience_prior: bool = False
-    #: bayesian-mf: sweeps discarded before posterior samples are averaged.
-    burn_in: int = 50
-    #: bayesian-mf: posterior samples kept in the model (thinned evenly over the sweeps after
-    #: ``burn_in``); predicting costs this many encoder solves per user.
-    kept_samples: int = 32
-    #: What a row of the network is. "user" (published, U-AutoRec): a user's vector of movie
-    #: ratings in, reconstructed out; batches are users. "item" (I-AutoRec): a movie's vector
-    #: of user ratings in and out; batches are movies (the transposed CSR), and a user is
-    #: scored from their ratings by fold-in (see ``aerec.model.item_autoencoder``).
-    orientation: str = "user"
-    #: Encoder widths; the decoder mirrors them: (512, 256, 64) → n→512→256→64→256→512→n.
-    #: One width, e.g. (500,), is the single-hidden-layer AutoRec network n→500→n.
-    layers: tuple[int, ...] = (512, 256, 64)
-    #: Activation after every hidden layer: relu, selu, sigmoid, tanh, elu or identity.
-    activation: str = "relu"
-    #: Activation of the output layer; "same" uses ``activation`` (the published network).
-    output_activation: str = "same"
-    #: Dropout probability after each hidden layer except the code (narrowest) layer.
-    dropout: float = 0.1
-    #: Dropout probability after the code layer (DeepRecommender drops 0.8 there).
-    code_dropout: float = 0.0
-    #: Training only: share of each input row's ratings hidden from the input; the loss still
-    #: scores all of them (denoising), so the network learns to predict unseen ratings.
-    input_dropout: float = 0.0
-    #: Training only: standard deviation of Gaussian noise added to the input ratings.
-    input_noise: float = 0.0
-    #: Decoder weights tied to the encoder's (transposed): half the parameters.
-    tied: bool = False
-    #: What the network models: "none" raw ratings (published); "mean" ratings minus the
-    #: training mean; "biases" ratings minus μ + b_user + b_movie (regularised biases fitted on
-    #: the training split); the baseline is added back to every prediction.
-    centring: str = "none"
-    #: Regularisation λ of the centring biases (ratings' worth of shrinkage towards 0).
-    bias_regularisation: float = 10.0
-    #: Clamp predictions to the rating scale in the prediction API (training losses stay raw;
-    #: RMSEs are always computed on clipped predictions).
-    clip_predictions: bool = False
-    #: Dense re-feeding (DeepRecommender): after each step, the batch's dense reconstruction is
-    #: fed back as an input and reconstructed this many times (each an extra optimiser step).
-    #: Costs a dense ``batch × row width`` block per step.
-    refeed: int = 0
-    #: Ranking head for top-N lists: "none" ranks by predicted rating; "ease" adds an
-    #: item-item linear autoencoder on which movies a user rated (EASE, Steck 2019) blended
-    #: with the predicted rating (``aerec.model.ranked``); ratings themselves are unchanged.
-    ranking: str = "none"
-    #: EASE's λ for the ranking head; 0 = choose on the validation split (NDCG@10).
-    ease_regularisation: float = 0.0
-    #: Weight α of the predicted rating in the ranking score; < 0 = choose on validation.
-    ranking_rating_weight: float = -1.0
-    #: Item-based fold-in penalty λ_f as a multiple of the one training implies
-    #: (``N · weight_decay / 2``); 0 = choose the multiple on the validation split.
-    fold_in_scale: float = 0.0
-
-    # --- optimisation ------------------------------------------------------------------------
-    #: Optimiser: adam, adamw or sgd.
-    optimizer: str = "adam"
-    #: Learning rate (the initial one when a schedule is used).
-    lr: float = 1e-4
-    #: L2 penalty as the optimiser's ``weight_decay`` (decoupled for adamw).
-    weight_decay: float = 1e-5
-    #: L2 penalty λ of the *summed* objective ``Σ squared errors + λ/2 ‖θ‖²`` (AutoRec's λ);
-    #: > 0 replaces ``weight_decay`` by ``λ / N`` for N training ratings, so one λ shrinks each
-    #: user's or movie's weights alike on a dataset of any size.
-    l2: float = 0.0
-    #: SGD momentum (sgd only).
-    momentum: float = 0.9
-    #: Learning-rate schedule, stepped once per epoch: none, step, cosine, or plateau
-    #: (multiply by ``lr_gamma`` after ``lr_step_epochs`` epochs without a better validation
-    #: RMSE).
-    lr_schedule: str = "none"
-    #: step schedule: multiply the rate by ``lr_gamma`` every ``lr_step_epochs`` epochs;
-    #: plateau schedule: the epochs without improvement that trigger a reduction.
-    lr_step_epochs: int = 10
-    #: step / plateau schedule: the factor applied to the rate.
-    lr_gamma: float = 0.5
-    #: cosine schedule: the rate reached at the last epoch.
-    lr_min: float = 0.0
-    #: Rows per optimiser step — users, or movies when ``orientation = "item"``; the last,
-    #: partial batch of an epoch is kept.
-    batch_size: int = 128
     #: Number of passes over the training rows.
     epochs: int = 30
-    #: Optimiser-step budget; > 0 replaces ``epochs`` by ``ceil(steps / batches per epoch)``,
-    #: so a preset trains small and large datasets alike to convergence (with ``patience``).
-    steps: int = 0
+    #: Stop when validation RMSE has not improved for this many epochs; 0 = never stop early.
+    patience: int = 0
     #: After training, retrain the same configuration from scratch on training + validation
     #: ratings for the selected (best) number of epochs; that model becomes ``best.pt``. The
     #: selection itself used the validation split only.
     refit: bool = False
-    #: Ensemble: preset names (or TOML files) trained one after another, each with its own
-    #: early stopping, and averaged; this config's split/execution settings apply to all.
-    members: tuple[str, ...] = ()
-    #: Ensemble: "equal" averages the members; "fitted" weighs them by non-negative least
-    #: squares of the validation ratings on the members' validation predictions (models
-    #: trained on the training split only; weights not normalised, so their sum can stretch
-    #: the blend), the weights then applied to the refitted members.
-    ensemble_weights: str = "equal"
-    #: Stop when validation RMSE has not improved for this many epochs; 0 = never stop early.
-    patience: int = 0
-    #: A batch loss above ``divergence_factor × max|rating|²`` (or not finite) stops the run.
-    divergence_factor: float = 100.0
+    #: Clamp predictions to the rating scale in the prediction API (training losses stay raw;
+    #: RMSEs are always computed on clipped predictions).
+    clip_predictions: bool = False
     #: Write last.pt / best.pt / metrics.csv at most every this many seconds (and always at
     #: the end); 0 = after every epoch. For runs of many sub-second epochs, where writing
     #: checkpoints would otherwise dominate; an interrupted run then loses at most this long.
     checkpoint_seconds: float = 0.0
-
-    # --- data split (recorded so evaluation can recreate the exact split) ---------------------
     #: Split protocol passed to ``aerec.data.splits.make_splits`` ("auto" honours a fixed test).
     split_protocol: str = "auto"
     #: Fraction of ratings held out as the test set (when the dataset has no fixed test split).
@@ -203,14 +98,45 @@ class TrainConfig:
     holdout_fraction: float = 0.5
     #: Seed of the split (independent of the training ``seed``).
     split_seed: int = 0
-
-    # --- execution ---------------------------------------------------------------------------
     #: Seed for initialisation, user shuffling and dropout masks.
     seed: int = 0
     #: CPU threads for torch; 0 = all cores. Results are reproducible for a fixed count.
     threads: int = 0
     #: cpu, cuda or auto (cuda when available).
     device: str = "cpu"
+
+    @staticmethod
+    def problems(c: Any) -> Iterator[str]:
+        """What is wrong with the run settings of the flat config ``c``."""
+        models = (*model_names(), AUTO)
+        if c.model not in models:
+            yield f"model {c.model!r} is not one of {', '.join(models)}"
+        if not (c.time_budget >= 0 and math.isfinite(c.time_budget)):
+            yield f"time_budget must be ≥ 0 seconds (0 = no limit), got {c.time_budget}"
+        if not c.checkpoint_seconds >= 0:
+            yield f"checkpoint_seconds must be ≥ 0, got {c.checkpoint_seconds}"
+        if c.epochs < 1:
+            yield f"epochs must be ≥ 1, got {c.epochs}"
+        if c.patience < 0:
+            yield f"patience must be ≥ 0 (0 = off), got {c.patience}"
+        if not 0 <= c.test_fraction < 1:
+            yield f"test_fraction must be in [0, 1), got {c.test_fraction}"
+        if not 0 <= c.validation_fraction < 1:
+            yield f"validation_fraction must be in [0, 1), got {c.validation_fraction}"
+        if not 0 < c.holdout_fraction < 1:
+            yield f"holdout_fraction must be in (0, 1), got {c.holdout_fraction}"
+        if c.threads < 0:
+            yield f"threads must be ≥ 0 (0 = all cores), got {c.threads}"
+        if c.device not in DEVICE_NAMES:
+            yield f"device {c.device!r} is not one of {', '.join(DEVICE_NAMES)}"
+
+
+#: The sections of a flat :class:`TrainConfig`, in the order of its fields.
+SECTIONS: tuple[type, ...] = (RunConfig, RankingConfig, *config_classes())
+
+
+class _Flat:
+    """The methods of :class:`TrainConfig` (its fields come from :data:`SECTIONS`)."""
 
     def __post_init__(self) -> None:
         layers = self.layers
@@ -227,6 +153,41 @@ class TrainConfig:
         problems += [p for p in _problems(self) if not any(u.search(p) for u in unusable)]
         if problems:
             raise ConfigError("invalid training configuration: " + "; ".join(problems))
+
+    @property
+    def kind(self) -> str | None:
+        """The model kind this configuration trains (the registry's answer; ``None`` for
+        ``model = "auto"``, which is planned into a kind when training starts)."""
+        return kind_of(self)
+
+    def sections(self) -> tuple[type, ...]:
+        """The sections that apply: the run, the ranking head and this kind's family."""
+        kind = self.kind
+        family = () if kind is None else tuple(c for c in SECTIONS[2:]
+                                              if c is _family_class(kind))
+        return (RunConfig, RankingConfig, *family)
+
+    def section(self, cls: type) -> Any:
+        """The typed section ``cls`` of this configuration (e.g. ``config.section(RunConfig)``)."""
+        return cls(**{f.name: getattr(self, f.name) for f in fields(cls)})
+
+    @property
+    def run(self) -> RunConfig:
+        """The run settings, typed."""
+        return self.section(RunConfig)
+
+    @property
+    def family(self) -> Any:
+        """This kind's family settings, typed (``None`` for ``model = "auto"``)."""
+        kind = self.kind
+        return None if kind is None else self.section(_family_class(kind))
+
+    def stored(self) -> dict[str, Any]:
+        """:meth:`to_dict` restricted to the settings that apply (:meth:`sections`): what a
+        checkpoint and a run's ``config.toml`` keep. Loading it back gives the same run (the
+        other settings take their defaults)."""
+        names = {f.name for section in self.sections() for f in fields(section)}
+        return {k: v for k, v in self.to_dict().items() if k in names}
 
     @property
     def resolved_output_activation(self) -> str:
@@ -268,9 +229,10 @@ class TrainConfig:
             raise ConfigError(f"{_source}: {exc}") from None
 
     def to_toml(self) -> str:
-        """Flat TOML text, one ``key = value`` line per field (readable by :func:`load_toml`)."""
+        """Flat TOML text, one ``key = value`` line per setting that applies (:meth:`stored`;
+        readable by :func:`load_toml`)."""
         lines = ["# aerec training configuration"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in self.to_dict().items()]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in self.stored().items()]
         return "\n".join(lines) + "\n"
 
     def save_toml(self, path: str | Path) -> None:
@@ -278,11 +240,36 @@ class TrainConfig:
         write_text_atomic(Path(path), self.to_toml())
 
 
+def _flat_fields() -> list[tuple[str, Any, dataclasses.Field]]:
+    seen: dict[str, type] = {}
+    out = []
+    for section in SECTIONS:
+        for f in fields(section):
+            if f.name in seen:
+                raise TypeError(f"setting {f.name!r} is declared by both "
+                                f"{seen[f.name].__name__} and {section.__name__}")
+            seen[f.name] = section
+            out.append((f.name, f.type, dataclasses.field(default=f.default)))
+    return out
+
+
+#: Everything that determines a training run, flat: the union of :data:`SECTIONS` (each field
+#: is declared and documented in its section). Defaults are the published ``seed`` setup.
+TrainConfig = dataclasses.make_dataclass(
+    "TrainConfig", _flat_fields(), bases=(_Flat,), frozen=True,
+    namespace={"__module__": __name__},
+)
+TrainConfig.__doc__ = (
+    "Everything that determines a training run: the flat union of "
+    + ", ".join(s.__name__ for s in SECTIONS) + ". Defaults are the published ``seed`` setup."
+)
+
+
 #: Largest integer a setting may hold: TOML (config.toml, checkpoints) stores 64-bit integers.
 INT_LIMIT = 2**63 - 1
 
 
-def _number_problems(c: TrainConfig):
+def _number_problems(c: Any) -> Iterator[str]:
     """Numbers that are not what a setting claims: infinite or NaN floats (no float setting
     means anything at infinity), integers past 64 bits, negative seeds."""
     for f in fields(c):
@@ -325,94 +312,17 @@ def _widths(values: Any) -> tuple[int, ...]:
         ) from None
 
 
-def _problems(c: TrainConfig):
-    if not c.layers or any(w < 1 for w in c.layers):
-        yield f"layers must be positive widths, got {list(c.layers)}"
-    if c.activation not in ACTIVATION_NAMES:
-        yield f"activation {c.activation!r} is not one of {', '.join(ACTIVATION_NAMES)}"
-    if c.output_activation not in (*ACTIVATION_NAMES, "same"):
-        yield f"output_activation {c.output_activation!r} is not 'same' or an activation"
-    if c.model not in MODEL_NAMES:
-        yield f"model {c.model!r} is not one of {', '.join(MODEL_NAMES)}"
-    if not (c.time_budget >= 0 and math.isfinite(c.time_budget)):
-        yield f"time_budget must be ≥ 0 seconds (0 = no limit), got {c.time_budget}"
-    if not (c.init_scale > 0 and math.isfinite(c.init_scale)):
-        yield f"init_scale must be a positive number, got {c.init_scale}"
-    if c.factors < 1:
-        yield f"factors must be ≥ 1, got {c.factors}"
-    if not (c.noise_precision > 0 and math.isfinite(c.noise_precision)):
-        yield f"noise_precision must be a positive number, got {c.noise_precision}"
-    if not (c.noise_scales >= 0 and math.isfinite(c.noise_scales)):
-        yield f"noise_scales must be ≥ 0 (0 = off), got {c.noise_scales}"
-    if c.burn_in < 0:
-        yield f"burn_in must be ≥ 0, got {c.burn_in}"
-    if c.kept_samples < 1:
-        yield f"kept_samples must be ≥ 1, got {c.kept_samples}"
-    if c.model == "bayesian-mf" and c.epochs <= c.burn_in:
-        yield f"epochs ({c.epochs}) must exceed burn_in ({c.burn_in}) for bayesian-mf"
-    if c.ensemble_weights not in ENSEMBLE_WEIGHT_NAMES:
-        yield (f"ensemble_weights {c.ensemble_weights!r} is not one of "
-               f"{', '.join(ENSEMBLE_WEIGHT_NAMES)}")
-    if c.orientation not in ORIENTATION_NAMES:
-        yield f"orientation {c.orientation!r} is not one of {', '.join(ORIENTATION_NAMES)}"
-    for name in ("dropout", "code_dropout", "input_dropout"):
-        value = getattr(c, name)
-        if not 0.0 <= value < 1.0:
-            yield f"{name} must be in [0, 1), got {value}"
-    if not c.input_noise >= 0:
-        yield f"input_noise must be ≥ 0, got {c.input_noise}"
-    if c.centring not in CENTRING_NAMES:
-        yield f"centring {c.centring!r} is not one of {', '.join(CENTRING_NAMES)}"
-    if not c.bias_regularisation >= 0:
-        yield f"bias_regularisation must be ≥ 0, got {c.bias_regularisation}"
-    if c.refeed < 0:
-        yield f"refeed must be ≥ 0, got {c.refeed}"
-    if not c.fold_in_scale >= 0:
-        yield f"fold_in_scale must be ≥ 0 (0 = choose on validation), got {c.fold_in_scale}"
-    if c.ranking not in RANKING_NAMES:
-        yield f"ranking {c.ranking!r} is not one of {', '.join(RANKING_NAMES)}"
-    if not c.ease_regularisation >= 0:
-        yield f"ease_regularisation must be ≥ 0 (0 = on validation), got {c.ease_regularisation}"
-    if not c.checkpoint_seconds >= 0:
-        yield f"checkpoint_seconds must be ≥ 0, got {c.checkpoint_seconds}"
-    if c.steps < 0:
-        yield f"steps must be ≥ 0 (0 = use epochs), got {c.steps}"
-    if c.optimizer not in OPTIMIZER_NAMES:
-        yield f"optimizer {c.optimizer!r} is not one of {', '.join(OPTIMIZER_NAMES)}"
-    if not (c.lr > 0 and math.isfinite(c.lr)):
-        yield f"lr must be a positive number, got {c.lr}"
-    if not c.weight_decay >= 0:
-        yield f"weight_decay must be ≥ 0, got {c.weight_decay}"
-    if not c.l2 >= 0:
-        yield f"l2 must be ≥ 0 (0 = use weight_decay), got {c.l2}"
-    if not 0 <= c.momentum < 1:
-        yield f"momentum must be in [0, 1), got {c.momentum}"
-    if c.lr_schedule not in LR_SCHEDULE_NAMES:
-        yield f"lr_schedule {c.lr_schedule!r} is not one of {', '.join(LR_SCHEDULE_NAMES)}"
-    if c.lr_step_epochs < 1:
-        yield f"lr_step_epochs must be ≥ 1, got {c.lr_step_epochs}"
-    if not c.lr_gamma > 0:
-        yield f"lr_gamma must be > 0, got {c.lr_gamma}"
-    if not 0 <= c.lr_min <= c.lr:
-        yield f"lr_min must be in [0, lr], got {c.lr_min}"
-    if c.batch_size < 1:
-        yield f"batch_size must be ≥ 1, got {c.batch_size}"
-    if c.epochs < 1:
-        yield f"epochs must be ≥ 1, got {c.epochs}"
-    if c.patience < 0:
-        yield f"patience must be ≥ 0 (0 = off), got {c.patience}"
-    if not c.divergence_factor > 0:
-        yield f"divergence_factor must be > 0, got {c.divergence_factor}"
-    if not 0 <= c.test_fraction < 1:
-        yield f"test_fraction must be in [0, 1), got {c.test_fraction}"
-    if not 0 <= c.validation_fraction < 1:
-        yield f"validation_fraction must be in [0, 1), got {c.validation_fraction}"
-    if not 0 < c.holdout_fraction < 1:
-        yield f"holdout_fraction must be in (0, 1), got {c.holdout_fraction}"
-    if c.threads < 0:
-        yield f"threads must be ≥ 0 (0 = all cores), got {c.threads}"
-    if c.device not in DEVICE_NAMES:
-        yield f"device {c.device!r} is not one of {', '.join(DEVICE_NAMES)}"
+def _problems(c: Any) -> Iterator[str]:
+    """What is wrong with the settings that apply to ``c`` (its run, ranking head and own
+    family's sections)."""
+    for section in c.sections():
+        yield from section.problems(c)
+
+
+def _family_class(kind: str) -> type:
+    from aerec.model.base import config_class
+
+    return config_class(kind)
 
 
 def _coerce(f: dataclasses.Field, value: Any, source: str) -> Any:

@@ -22,6 +22,7 @@ from aerec.data.ratings import RatingScale
 __all__ = [
     "RankingAccumulator",
     "RatingErrorAccumulator",
+    "clipped_rmse",
     "hits_at_k",
     "ndcg_at_k",
     "precision_at_k",
@@ -93,6 +94,29 @@ class RatingErrorAccumulator:
     def mae(self) -> float:
         """Mean absolute error, ``Σ |p − r| / n``."""
         return self.sum_absolute_error / self.count if self.count else math.nan
+
+
+def clipped_rmse(
+    predicted: object, truth: object, clip: tuple[float, float] | None
+) -> float:
+    """RMSE of predictions clipped to the rating scale, in one shot::
+
+        RMSE = sqrt( mean_j (clip(p_j, lo, hi) − r_j)² )          (no clipping when ``clip``
+                                                                   is ``None``)
+
+    ``predicted`` and ``truth`` are equal-sized arrays or tensors (computed in float64);
+    ``nan`` when they are empty. Over many batches, accumulate a
+    :class:`RatingErrorAccumulator` instead (the same value up to rounding).
+    """
+    pred = _as_numpy(predicted).ravel()
+    true = _as_numpy(truth).ravel()
+    if pred.shape != true.shape:
+        raise ValueError(f"predictions {pred.shape} and truth {true.shape} differ in size")
+    if not pred.size:
+        return math.nan
+    if clip is not None:
+        pred = np.clip(pred, *clip)
+    return float(np.sqrt(np.mean((pred - true) ** 2)))
 
 
 # --------------------------------------------------------------------------- ranking

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from aerec.config import PRESETS, TrainConfig, write_text_atomic
+from aerec.jsonable import plain
 
 __all__ = ["SPACES", "SearchSpace", "Trial", "TuneResult", "tune"]
 
@@ -122,7 +123,7 @@ class Trial:
             "best_epoch": self.best_epoch,
             "epochs": self.epochs,
             "seconds": round(self.seconds, 2),
-            "changes": _plain(self.changes),
+            "changes": plain(self.changes),
             "error": self.error,
         }
 
@@ -139,14 +140,6 @@ class TuneResult:
     trials_path: Path
     seconds: float
     notes: dict = field(default_factory=dict)
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return list(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
 
 
 def tune(
@@ -193,7 +186,7 @@ def tune(
         if done and elapsed + longest > budget:
             break
         changes = {} if not done else search.sample(rng)
-        key = json.dumps(_plain(changes), sort_keys=True)
+        key = json.dumps(plain(changes), sort_keys=True)
         if key in seen:  # a repeat draw: try another (bounded, small spaces run dry)
             if len(seen) >= _space_size(search) + 1:
                 break

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from aerec.data.ratings import Ratings, RatingScale
-from aerec.data.splits import make_splits
+from aerec.data.splits import make_splits, union_rows
 from aerec.data.store import load_dataset, write_prepared
 
 
@@ -81,3 +82,27 @@ def test_fixed_protocol_needs_stored_test(ds):
         make_splits(ds, "fixed")
     with pytest.raises(ValueError, match="unknown split protocol"):
         make_splits(ds, "bogus")
+
+
+def test_union_rows_keeps_zero_ratings_and_sorts_rows():
+    """``a + b`` would drop a stored 0 (scales starting at 0); the union keeps every entry,
+    sorted within each row, with the matrices' dtype."""
+    a = sp.csr_matrix((np.array([0.0, 2.0], np.float32), ([0, 1], [1, 0])), shape=(2, 3))
+    b = sp.csr_matrix((np.array([7.0, 1.0], np.float32), ([0, 0], [2, 0])), shape=(2, 3))
+    u = union_rows(a, b)
+    assert u.nnz == 4 and u.dtype == np.float32
+    np.testing.assert_array_equal(u.toarray(), [[1, 0, 7], [2, 0, 0]])
+    np.testing.assert_array_equal(u.indices, [0, 1, 2, 0])  # row 0 sorted: 0, 1 (the 0), 2
+    assert u.has_sorted_indices
+    with pytest.raises(ValueError, match="shapes"):
+        union_rows(a, sp.csr_matrix((3, 3)))
+
+
+def test_union_rows_of_a_split_gives_back_the_whole_matrix(ds):
+    splits = make_splits(ds, "random", test_fraction=0.2, validation_fraction=0.1, seed=3)
+    whole = union_rows(splits.train, splits.validation, splits.test)
+    expected = ds.matrix.copy()
+    expected.sort_indices()
+    np.testing.assert_array_equal(whole.indptr, expected.indptr)
+    np.testing.assert_array_equal(whole.indices, expected.indices)
+    np.testing.assert_array_equal(whole.data, expected.data)

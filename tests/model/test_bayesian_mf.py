@@ -12,8 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from aerec.model import BayesianMF
-from aerec.model import model_from_architecture
+from aerec.model import BayesianMF, model_from_architecture
 
 N_MOVIES, D, S = 12, 3, 4
 

@@ -2,8 +2,9 @@
 
 Guards against: a closed form that is not the constrained least-squares solution (a diagonal
 left non-zero lets every movie predict itself), scores computed from stars instead of from
-which movies were rated, a λ search that peeks beyond the validation split, and a ranking head
-that changes predicted ratings.
+which movies were rated, a λ search that peeks beyond the validation split, a ranking head
+that changes predicted ratings, ``predict_at`` disagreeing with ``predict_dense``, and a
+fitted model that its checkpoint (architecture + state dict) does not rebuild.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import scipy.sparse as sp
 import torch
 
 from aerec.model import AutoEncoder, RankedModel, model_from_architecture
+from aerec.model.base import csr_arrays
 from aerec.model.ease import EASE
 
 
@@ -32,7 +34,7 @@ def test_closed_form_is_the_zero_diagonal_least_squares_solution():
     x = _implicit()
     lam = 5.0
     model = EASE(lam).fit(x)
-    b = model.weights.astype(np.float64)
+    b = model.weights.numpy().astype(np.float64)
     assert np.all(np.diag(b) == 0)
     xb = (x != 0).astype(float).toarray()
     for j in (0, 7, 29):  # column j regresses movie j on all the other movies
@@ -48,16 +50,49 @@ def test_scores_use_which_movies_were_rated_not_the_stars():
     row = x[3]
     doubled = row.copy()
     doubled.data = doubled.data * 0 + 1.0
-    np.testing.assert_allclose(model.score_users([3], row), model.score_users([3], doubled))
-    assert model.score_users(np.arange(4)).shape == (4, 30)
+    torch.testing.assert_close(model.predict_dense(*csr_arrays(row)),
+                               model.predict_dense(*csr_arrays(doubled)))
+    four = csr_arrays(x[:4])
+    assert model.predict_dense(*four).shape == (4, 30)
+    # a known user is scored from their ratings like anyone else
+    torch.testing.assert_close(model.predict_known(np.arange(4), *four),
+                               model.predict_dense(*four))
     assert (model.predicts_ratings, model.ranks_items) == (False, True)
-    scores = model.score_users([0], sp.csr_matrix(([1.0, 1.0], ([0, 0], [0, 2])), shape=(1, 30)))
+    new = sp.csr_matrix(([1.0, 1.0], ([0, 0], [0, 2])), shape=(1, 30))
+    scores = model.predict_dense(*csr_arrays(new)).numpy()
     even, odd = scores[0, 4::2].mean(), scores[0, 5::2].mean()
     assert even > odd  # a user of the even group gets even movies
-    np.testing.assert_allclose(
-        model.predict_at(np.array([5, 6]), np.array([1, 2])),
-        model.score_users(np.array([5, 6]))[[0, 1], [1, 2]], rtol=1e-5,
-    )
+    # x B itself: the scores are sums of B's rows over the rated movies
+    b = model.weights.numpy()
+    np.testing.assert_allclose(scores[0], b[0] + b[2], rtol=1e-6)
+
+
+def test_predict_at_equals_predict_dense_at_those_positions():
+    x = _implicit(seed=2)
+    model = EASE(10.0).fit(x)
+    arrays = csr_arrays(x[[5, 6, 40]])
+    dense = model.predict_dense(*arrays).numpy()
+    rows, cols = np.array([0, 1, 2, 2, 0]), np.array([1, 2, 29, 0, 1])
+    at = model.predict_at(*arrays, rows, cols)
+    assert at.shape == (5,)
+    np.testing.assert_allclose(at.numpy(), dense[rows, cols], rtol=1e-5, atol=1e-6)
+    with pytest.raises(IndexError):
+        model.predict_at(*arrays, np.array([3]), np.array([0]))  # batch row out of range
+    with pytest.raises(IndexError):
+        model.predict_at(*arrays, np.array([0]), np.array([30]))  # movie out of range
+
+
+def test_state_dict_round_trip_rebuilds_the_fitted_model():
+    x = _implicit(seed=3)
+    model = EASE(30.0).fit(x)
+    rebuilt = model_from_architecture(model.architecture())
+    assert isinstance(rebuilt, EASE) and rebuilt.architecture() == model.architecture()
+    rebuilt.load_state_dict(model.state_dict())
+    arrays = csr_arrays(x[:7])
+    assert torch.equal(rebuilt.predict_dense(*arrays), model.predict_dense(*arrays))
+    rows, cols = np.array([0, 6, 3]), np.array([4, 0, 29])
+    assert torch.equal(rebuilt.predict_at(*arrays, rows, cols),
+                       model.predict_at(*arrays, rows, cols))
 
 
 def test_regularisation_is_chosen_on_validation_ndcg():
@@ -82,7 +117,8 @@ def test_ranking_head_leaves_ratings_alone_and_ranks_by_the_blend():
     rows = x[:5]
     args = (rows.indptr, rows.indices, rows.data.astype(np.float32))
     torch.testing.assert_close(ranked.predict_dense(*args), base.predict_dense(*args))
-    expected = ease.score_users(np.arange(5), rows) + 0.5 * base.predict_dense(*args).numpy()
+    expected = (ease.predict_dense(*args).numpy()
+                + 0.5 * base.predict_dense(*args).numpy())
     np.testing.assert_allclose(ranked.rank_dense(*args).numpy(), expected, rtol=1e-5, atol=1e-5)
     rebuilt = model_from_architecture(ranked.architecture())
     rebuilt.load_state_dict(ranked.state_dict())

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from aerec.checkpoint import StoredRatings
 from aerec.data.ratings import RatingScale
 from aerec.recommend.ranking import (
     DEFAULT_RANKING,
@@ -17,7 +18,6 @@ from aerec.recommend.ranking import (
     damped_means,
     parse_ranking,
 )
-from aerec.checkpoint import StoredRatings
 
 # movie 0: predicted 4.9 from 1 rating; movie 1: 4.5 from 500; movie 2: 3.0 from 800; 3: unseen
 PREDICTED = np.array([4.9, 4.5, 3.0, 5.0], dtype=np.float32)

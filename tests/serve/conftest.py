@@ -16,7 +16,7 @@ from aerec.data.prepare import prepare_paths
 from aerec.data.synth import synthesize
 from aerec.recommend import Recommender
 from aerec.serve import create_app
-from aerec.serve.app import listening_socket, uvicorn_config
+from aerec.serve.server import listening_socket, uvicorn_config
 
 
 @pytest.fixture(scope="session")

@@ -557,7 +557,7 @@ def test_half_stars_follow_the_models_scale():
     from types import SimpleNamespace
 
     from aerec.data.ratings import RatingScale
-    from aerec.serve.app import _off_scale
+    from aerec.serve.routes.recommendations import _off_scale
 
     def ratings(*values):
         return [SimpleNamespace(rating=v, movie_id=7, title=None) for v in values]

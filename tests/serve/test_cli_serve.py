@@ -80,7 +80,7 @@ def test_an_address_not_of_this_machine_is_one_line(serve_run, capsys):
 
 def test_serve_raises_serve_error_for_a_port_in_use(recommender):
     from aerec.serve import serve
-    from aerec.serve.app import ServeError
+    from aerec.serve.server import ServeError
 
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -184,7 +184,7 @@ def test_listen_errors_are_one_readable_sentence():
     """Each way an address can be unusable, without any name lookup or traffic."""
     import errno
 
-    from aerec.serve.app import _listen_error
+    from aerec.serve.server import _listen_error
 
     cases = [
         (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "not an address"),
@@ -201,13 +201,13 @@ def test_listen_errors_are_one_readable_sentence():
 
 
 def test_workers_share_the_refusal_budget(serve_run, monkeypatch):
-    from aerec.serve import app as app_module
+    from aerec.serve import server as server_module
 
     seen = {}
-    monkeypatch.setattr(app_module, "_serve_workers",
+    monkeypatch.setattr(server_module, "_serve_workers",
                         lambda settings, workers: seen.update(settings, workers=workers))
-    app_module.serve(serve_run, port=_free_port(), workers=2)
+    server_module.serve(serve_run, port=_free_port(), workers=2)
     assert seen["workers"] == 2
     limits = seen["limits"]
-    assert limits["busy_answers_per_second"] == app_module.BUSY_ANSWERS_PER_SECOND / 2
+    assert limits["busy_answers_per_second"] == server_module.BUSY_ANSWERS_PER_SECOND / 2
     assert limits["model_threads"] >= 1

@@ -273,7 +273,7 @@ def test_refusals_beyond_their_budget_wait_for_their_turn(monkeypatch):
 
     import anyio
 
-    from aerec.serve.app import GuardMiddleware
+    from aerec.serve.middleware import GuardMiddleware
 
     release = asyncio.Event()
 

@@ -1,44 +1,16 @@
-"""A small generated low-rank rating dataset, written as a real prepared dataset."""
+"""Training fixtures: a small fast configuration and an ensemble member (the low-rank dataset
+they train on is ``lowrank_dir`` of tests/conftest.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
 
 from aerec.config import TrainConfig
-from aerec.data.ratings import Ratings, RatingScale, Titles
-from aerec.data.store import write_prepared
+from tests.conftest import N_MOVIES, N_USERS, lowrank_ratings
 
-N_USERS, N_MOVIES = 240, 60
-
-
-def lowrank_ratings(seed: int = 0, density: float = 0.3) -> Ratings:
-    """1–5 star ratings from a rank-2 taste model plus noise: learnable, far from the mean."""
-    rng = np.random.default_rng(seed)
-    users = rng.normal(size=(N_USERS, 2))
-    movies = rng.normal(size=(N_MOVIES, 2))
-    bias = rng.normal(scale=0.5, size=N_MOVIES)
-    scores = 3.0 + 1.1 * users @ movies.T + bias + rng.normal(scale=0.3, size=(N_USERS, N_MOVIES))
-    stars = np.clip(np.rint(scores), 1, 5)
-    observed = rng.random((N_USERS, N_MOVIES)) < density
-    u, m = np.nonzero(observed)
-    # raw ids are not 0-based on purpose: the id maps must carry them
-    return Ratings(u + 1000, m * 10 + 7, stars[u, m], scale=RatingScale(1.0, 5.0, 1.0))
-
-
-@pytest.fixture(scope="session")
-def lowrank_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Prepared dataset directory of :func:`lowrank_ratings` (with titles)."""
-    out = tmp_path_factory.mktemp("data") / "lowrank"
-    titles = Titles(
-        np.arange(N_MOVIES) * 10 + 7,
-        [f"Movie {i}" for i in range(N_MOVIES)],
-        np.full(N_MOVIES, 1999, np.int32),
-    )
-    write_prepared(out, lowrank_ratings(), titles=titles)
-    return out
+# the dataset and its fixture (``lowrank_dir``) live in tests/conftest.py, shared with the
+# tests of modules outside ``aerec.train``; re-exported here for ``from .conftest import ...``
+__all__ = ["N_MOVIES", "N_USERS", "USER_MEMBER", "lowrank_ratings"]
 
 
 @pytest.fixture

@@ -265,12 +265,13 @@ def test_config_checks():
         TrainConfig(model="svd")
     with pytest.raises(ConfigError, match="must exceed burn_in"):
         TrainConfig(model="bayesian-mf", epochs=10, burn_in=10)
+    bayesian = {"model": "bayesian-mf", "epochs": 100}
     with pytest.raises(ConfigError, match="factors"):
-        TrainConfig(factors=0)
+        TrainConfig(factors=0, **bayesian)
     with pytest.raises(ConfigError, match="noise_scales"):
-        TrainConfig(noise_scales=-1.0)
+        TrainConfig(noise_scales=-1.0, **bayesian)
     with pytest.raises(ConfigError, match="ensemble_weights"):
-        TrainConfig(ensemble_weights="best")
+        TrainConfig(ensemble_weights="best", members=("item",))
 
 
 def test_fit_weights_recovers_a_mix_and_reports_a_cross_fitted_rmse():

@@ -16,13 +16,13 @@ import pytest
 import scipy.sparse as sp
 import torch
 
+from aerec.checkpoint import load_checkpoint, read_payload
 from aerec.config import PRESETS, TrainConfig
 from aerec.data.splits import make_splits
 from aerec.data.store import load_dataset
 from aerec.evaluate import evaluate_run
 from aerec.model import Ensemble, ItemAutoEncoder, RankedModel
-from aerec.train import Trainer, build_model, load_checkpoint, train
-from aerec.checkpoint import read_payload
+from aerec.train import Trainer, build_model, train
 from aerec.train.trainer import oriented, total_epochs
 
 from .conftest import N_MOVIES, N_USERS, USER_MEMBER
@@ -86,13 +86,42 @@ def test_ensemble_of_two_members_and_resume_skips_finished_members(lowrank_dir, 
     assert again.best_val_rmse == pytest.approx(result.best_val_rmse)
 
 
-def test_every_preset_runs_on_a_small_dataset(lowrank_dir, tmp_path):
-    """``--preset best`` (and its members) must work on any dataset size."""
-    result = train(lowrank_dir, tmp_path / "best", PRESETS["best"].replace(threads=1))
+#: ``auto``'s budget here: it plans (and trains) within it.
+AUTO_SECONDS = 3.0
+
+
+def shrunk(config: TrainConfig) -> TrainConfig:
+    """A preset made to take a few seconds on the small dataset, its kind of model and its
+    options kept: a few epochs (or sweeps); ``auto`` within a small time budget; an ensemble
+    (``best``) as it is — its members are presets, each early-stopped on this data."""
+    if config.model == "auto":
+        return config.replace(threads=1, time_budget=AUTO_SECONDS)
+    if config.members:
+        return config.replace(threads=1)
+    if config.model == "bayesian-mf":
+        return config.replace(threads=1, epochs=8, burn_in=3, kept_samples=2, patience=0)
+    return config.replace(threads=1, steps=0, epochs=2)
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_every_preset_runs_on_a_small_dataset(name, lowrank_dir, tmp_path):
+    """Every preset (``--preset NAME``) must work on any dataset size."""
+    result = train(lowrank_dir, tmp_path / name, shrunk(PRESETS[name]))
     assert math.isfinite(result.best_val_rmse)
-    assert result.best_val_rmse < result.baseline_val_rmse
-    model = load_checkpoint(result.best_checkpoint).model
-    assert isinstance(model, RankedModel) and isinstance(model.base, Ensemble)
+    assert result.config.model != "auto"  # auto records the configuration it planned
+    ckpt = load_checkpoint(result.best_checkpoint)
+    assert ckpt.n_movies == N_MOVIES
+    user = (np.array([0, 3]), np.array([0, 5, 9]), np.array([5.0, 1.0, 4.0], np.float32))
+    training = ckpt.ratings.matrix()[:50]
+    for scores in (ckpt.model.predict_dense(*user),
+                   ckpt.model.predict_dense(training.indptr, training.indices, training.data)):
+        assert bool(torch.isfinite(scores).all())
+        if ckpt.config.clip_predictions:  # every preset but the published ``seed``
+            assert float(scores.min()) >= ckpt.scale.minimum
+            assert float(scores.max()) <= ckpt.scale.maximum
+    if name == "best":  # the full recipe: an ensemble with a ranking head that learns
+        assert result.best_val_rmse < result.baseline_val_rmse
+        assert isinstance(ckpt.model, RankedModel) and isinstance(ckpt.model.base, Ensemble)
 
 
 def test_deep_preset_options_train(lowrank_dir, tmp_path):

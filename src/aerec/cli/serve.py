@@ -93,7 +93,7 @@ def _serve(
     """
     from aerec.recommend import Recommender
     from aerec.serve import serve
-    from aerec.serve.app import ServeError, check_address
+    from aerec.serve.server import ServeError, check_address
 
     if not run.exists():
         raise FileNotFoundError(f"{run}: no such run directory or checkpoint")

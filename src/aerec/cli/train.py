@@ -26,6 +26,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from aerec.checkpoint import remove_stale_temporaries
 from aerec.cli.common import UserError, console, err_console
 from aerec.config import PRESETS, TrainConfig, resolve_config
 from aerec.data.store import PreparedDataset, load_dataset
@@ -43,10 +44,9 @@ from aerec.train import (
     train,
 )
 from aerec.train.budget import format_duration, parse_duration
-from aerec.checkpoint import remove_stale_temporaries
 from aerec.train.ensemble import member_config
+from aerec.train.loop import best_index
 from aerec.train.memory import check_memory
-from aerec.train.run import best_index
 
 #: What each preset is, for ``--help``.
 PRESET_DESCRIPTIONS = {

@@ -65,6 +65,28 @@ def select(matrix: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
     return out
 
 
+def union_rows(*matrices: sp.csr_matrix) -> sp.csr_matrix:
+    """Entry-wise union of disjoint CSR rating matrices of one shape (e.g. train ∪ validation),
+    sorted within rows. Stored ratings equal to 0 (scales starting at 0) are kept, unlike
+    ``a + b``. The matrices must not share an entry: one that two of them store would appear
+    twice in the result (it is not summed)."""
+    shape = matrices[0].shape
+    parts = [sp.csr_matrix(m) for m in matrices]
+    if any(m.shape != shape for m in parts):
+        raise ValueError(f"cannot join matrices of shapes {[m.shape for m in parts]}")
+    rows = np.concatenate(
+        [np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(m.indptr)) for m in parts]
+    )
+    cols = np.concatenate([m.indices.astype(np.int64) for m in parts])
+    data = np.concatenate([m.data for m in parts])
+    order = np.lexsort((cols, rows))
+    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
+    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
+    out = sp.csr_matrix((data[order], cols[order].astype(np.int32), indptr), shape=shape)
+    out.has_sorted_indices = True
+    return out
+
+
 def _exact_share(rng: np.random.Generator, n: int, fraction: float) -> np.ndarray:
     """Boolean mask with exactly ``round(n * fraction)`` True entries at random positions."""
     mask = np.zeros(n, dtype=bool)

@@ -42,6 +42,8 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -68,6 +70,139 @@ CENTRING_NAMES = ("none", "mean", "biases")
 
 #: Rows encoded at a time by the helpers that sweep a whole matrix (bounded memory).
 ENCODE_BATCH = 4096
+
+#: Names of the settings the autoencoder family accepts (validated in
+#: :meth:`AutoEncoderConfig.problems`).
+ACTIVATION_NAMES = tuple(ACTIVATIONS)
+OPTIMIZER_NAMES = ("adam", "sgd", "adamw")
+LR_SCHEDULE_NAMES = ("none", "step", "cosine", "plateau")
+ORIENTATION_NAMES = ("user", "item")
+
+
+@dataclass(frozen=True)
+class AutoEncoderConfig:
+    """The autoencoder family's settings (``model = "autoencoder"``): the network and how it
+    is optimised. Part of the flat :class:`aerec.config.TrainConfig` (TOML keys are these field
+    names); defaults are the published ``seed`` network."""
+
+    #: What a row of the network is. "user" (published, U-AutoRec): a user's vector of movie
+    #: ratings in, reconstructed out; batches are users. "item" (I-AutoRec): a movie's vector
+    #: of user ratings in and out; batches are movies (the transposed CSR), and a user is
+    #: scored from their ratings by fold-in (see ``aerec.model.item_autoencoder``).
+    orientation: str = "user"
+    #: Encoder widths; the decoder mirrors them: (512, 256, 64) → n→512→256→64→256→512→n.
+    #: One width, e.g. (500,), is the single-hidden-layer AutoRec network n→500→n.
+    layers: tuple[int, ...] = (512, 256, 64)
+    #: Activation after every hidden layer: relu, selu, sigmoid, tanh, elu or identity.
+    activation: str = "relu"
+    #: Activation of the output layer; "same" uses ``activation`` (the published network).
+    output_activation: str = "same"
+    #: Dropout probability after each hidden layer except the code (narrowest) layer.
+    dropout: float = 0.1
+    #: Dropout probability after the code layer (DeepRecommender drops 0.8 there).
+    code_dropout: float = 0.0
+    #: Training only: share of each input row's ratings hidden from the input; the loss still
+    #: scores all of them (denoising), so the network learns to predict unseen ratings.
+    input_dropout: float = 0.0
+    #: Training only: standard deviation of Gaussian noise added to the input ratings.
+    input_noise: float = 0.0
+    #: Decoder weights tied to the encoder's (transposed): half the parameters.
+    tied: bool = False
+    #: What the network models: "none" raw ratings (published); "mean" ratings minus the
+    #: training mean; "biases" ratings minus μ + b_user + b_movie (regularised biases fitted on
+    #: the training split); the baseline is added back to every prediction.
+    centring: str = "none"
+    #: Regularisation λ of the centring biases (ratings' worth of shrinkage towards 0).
+    bias_regularisation: float = 10.0
+    #: Dense re-feeding (DeepRecommender): after each step, the batch's dense reconstruction is
+    #: fed back as an input and reconstructed this many times (each an extra optimiser step).
+    #: Costs a dense ``batch × row width`` block per step.
+    refeed: int = 0
+    #: Item-based fold-in penalty λ_f as a multiple of the one training implies
+    #: (``N · weight_decay / 2``); 0 = choose the multiple on the validation split.
+    fold_in_scale: float = 0.0
+    #: Optimiser: adam, adamw or sgd.
+    optimizer: str = "adam"
+    #: Learning rate (the initial one when a schedule is used).
+    lr: float = 1e-4
+    #: L2 penalty as the optimiser's ``weight_decay`` (decoupled for adamw).
+    weight_decay: float = 1e-5
+    #: L2 penalty λ of the *summed* objective ``Σ squared errors + λ/2 ‖θ‖²`` (AutoRec's λ);
+    #: > 0 replaces ``weight_decay`` by ``λ / N`` for N training ratings, so one λ shrinks each
+    #: user's or movie's weights alike on a dataset of any size.
+    l2: float = 0.0
+    #: SGD momentum (sgd only).
+    momentum: float = 0.9
+    #: Learning-rate schedule, stepped once per epoch: none, step, cosine, or plateau
+    #: (multiply by ``lr_gamma`` after ``lr_step_epochs`` epochs without a better validation
+    #: RMSE).
+    lr_schedule: str = "none"
+    #: step schedule: multiply the rate by ``lr_gamma`` every ``lr_step_epochs`` epochs;
+    #: plateau schedule: the epochs without improvement that trigger a reduction.
+    lr_step_epochs: int = 10
+    #: step / plateau schedule: the factor applied to the rate.
+    lr_gamma: float = 0.5
+    #: cosine schedule: the rate reached at the last epoch.
+    lr_min: float = 0.0
+    #: Rows per optimiser step — users, or movies when ``orientation = "item"``; the last,
+    #: partial batch of an epoch is kept.
+    batch_size: int = 128
+    #: Optimiser-step budget; > 0 replaces ``epochs`` by ``ceil(steps / batches per epoch)``,
+    #: so a preset trains small and large datasets alike to convergence (with ``patience``).
+    steps: int = 0
+    #: A batch loss above ``divergence_factor × max|rating|²`` (or not finite) stops the run.
+    divergence_factor: float = 100.0
+
+    @staticmethod
+    def problems(c: Any) -> Iterator[str]:
+        """What is wrong with the autoencoder settings of the flat config ``c``."""
+        if not c.layers or any(w < 1 for w in c.layers):
+            yield f"layers must be positive widths, got {list(c.layers)}"
+        if c.activation not in ACTIVATION_NAMES:
+            yield f"activation {c.activation!r} is not one of {', '.join(ACTIVATION_NAMES)}"
+        if c.output_activation not in (*ACTIVATION_NAMES, "same"):
+            yield f"output_activation {c.output_activation!r} is not 'same' or an activation"
+        if c.orientation not in ORIENTATION_NAMES:
+            yield f"orientation {c.orientation!r} is not one of {', '.join(ORIENTATION_NAMES)}"
+        for name in ("dropout", "code_dropout", "input_dropout"):
+            value = getattr(c, name)
+            if not 0.0 <= value < 1.0:
+                yield f"{name} must be in [0, 1), got {value}"
+        if not c.input_noise >= 0:
+            yield f"input_noise must be ≥ 0, got {c.input_noise}"
+        if c.centring not in CENTRING_NAMES:
+            yield f"centring {c.centring!r} is not one of {', '.join(CENTRING_NAMES)}"
+        if not c.bias_regularisation >= 0:
+            yield f"bias_regularisation must be ≥ 0, got {c.bias_regularisation}"
+        if c.refeed < 0:
+            yield f"refeed must be ≥ 0, got {c.refeed}"
+        if not c.fold_in_scale >= 0:
+            yield f"fold_in_scale must be ≥ 0 (0 = choose on validation), got {c.fold_in_scale}"
+        if c.steps < 0:
+            yield f"steps must be ≥ 0 (0 = use epochs), got {c.steps}"
+        if c.optimizer not in OPTIMIZER_NAMES:
+            yield f"optimizer {c.optimizer!r} is not one of {', '.join(OPTIMIZER_NAMES)}"
+        if not (c.lr > 0 and math.isfinite(c.lr)):
+            yield f"lr must be a positive number, got {c.lr}"
+        if not c.weight_decay >= 0:
+            yield f"weight_decay must be ≥ 0, got {c.weight_decay}"
+        if not c.l2 >= 0:
+            yield f"l2 must be ≥ 0 (0 = use weight_decay), got {c.l2}"
+        if not 0 <= c.momentum < 1:
+            yield f"momentum must be in [0, 1), got {c.momentum}"
+        if c.lr_schedule not in LR_SCHEDULE_NAMES:
+            yield f"lr_schedule {c.lr_schedule!r} is not one of {', '.join(LR_SCHEDULE_NAMES)}"
+        if c.lr_step_epochs < 1:
+            yield f"lr_step_epochs must be ≥ 1, got {c.lr_step_epochs}"
+        if not c.lr_gamma > 0:
+            yield f"lr_gamma must be > 0, got {c.lr_gamma}"
+        if not 0 <= c.lr_min <= c.lr:
+            yield f"lr_min must be in [0, lr], got {c.lr_min}"
+        if c.batch_size < 1:
+            yield f"batch_size must be ≥ 1, got {c.batch_size}"
+        if not c.divergence_factor > 0:
+            yield f"divergence_factor must be > 0, got {c.divergence_factor}"
+
 
 
 def keep_masks(
@@ -152,7 +287,8 @@ def row_biases(
     return sums / (counts + regularisation).clamp_min(1e-12)
 
 
-@register("autoencoder", summary="the user-based autoencoder (U-AutoRec; the published network)")
+@register("autoencoder", config=AutoEncoderConfig, model="autoencoder",
+          summary="the user-based autoencoder (U-AutoRec; the published network)")
 class AutoEncoder(ModelBase):
     """Row-oriented autoencoder over ``n_columns`` inputs (the user-based model: rows are
     users, columns the ``n_movies`` movies).
@@ -174,6 +310,8 @@ class AutoEncoder(ModelBase):
 
     #: ``"user"``: a row is a user's ratings of movies.
     orientation = "user"
+    #: The name in result tables, for the user- and the item-based network alike.
+    label = "autoencoder"
 
     def __init__(
         self,

@@ -26,11 +26,13 @@ here, never switched on elsewhere (``aerec.train`` attaches each family's traine
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import nn
 
@@ -47,6 +49,13 @@ class RatingModel(Protocol):
     clip: tuple[float, float] | None
     #: True when ``rank_dense`` differs from the predicted ratings (a ranking head).
     has_ranking_head: bool
+    #: The predictions are ratings on the scale (RMSE applies); False for scores that only
+    #: rank (EASE, popularity counts).
+    predicts_ratings: bool
+    #: The ranking means something (top-N metrics apply); False for a constant predictor.
+    ranks_items: bool
+    #: A short name for result tables (``aerec evaluate``).
+    label: str
 
     def predict_dense(self, indptr: Any, indices: Any, values: Any) -> torch.Tensor: ...
 
@@ -70,6 +79,8 @@ class RatingModel(Protocol):
 
     def prepare_inference(self, rows: Any, **options: Any) -> None: ...
 
+    def prepare_from_ratings(self, ratings: Any, **options: Any) -> None: ...
+
     def rating_model(self) -> RatingModel: ...
 
     def architecture(self) -> dict: ...
@@ -89,9 +100,19 @@ class ModelBase(nn.Module):
     kind: str = ""
     clip: tuple[float, float] | None = None
     has_ranking_head: bool = False
+    predicts_ratings: bool = True
+    ranks_items: bool = True
     #: What a row of the model's own training matrix is: "user" or "item" (item-based models
     #: keep state about the training users; see ``prepare_inference``).
     orientation: str = "user"
+
+    @property
+    def label(self) -> str:
+        """A short name for result tables: the kind, or for a model wrapping another (a
+        ranking head) the label of its rating model. Subclasses may set a ``label`` of
+        their own (a class attribute or property)."""
+        inner = self.rating_model()
+        return inner.label if inner is not self else self.kind
 
     def predict_known(
         self, user_rows: Any, indptr: Any, indices: Any, values: Any
@@ -127,7 +148,13 @@ class ModelBase(nn.Module):
         return by_rows(self, columns, ratings, tested, targets)
 
     def prepare_inference(self, rows: Any, **options: Any) -> None:
-        """Store what predicting needs from the training data; nothing by default."""
+        """Store what predicting needs from the training data ``rows`` in this model's own
+        orientation; nothing by default."""
+
+    def prepare_from_ratings(self, ratings: Any, **options: Any) -> None:
+        """:meth:`prepare_inference` from a ``(n_users, n_movies)`` CSR of ratings, whatever
+        the model's orientation."""
+        self.prepare_inference(ratings, **options)
 
     def rating_model(self) -> RatingModel:
         """The model whose predicted ratings these are, without a ranking head (itself)."""
@@ -149,34 +176,35 @@ class Entry:
     cls: type
     #: One line on what the kind is (``aerec train --help``, the README).
     summary: str
-    #: The family's typed configuration class (``None`` for kinds that are not trained alone).
+    #: The family's typed configuration class (``None`` for kinds that are not trained alone):
+    #: its fields are part of the flat :class:`aerec.config.TrainConfig`.
     config: type | None = None
+    #: The value of ``TrainConfig.model`` that selects this kind (``None``: chosen otherwise).
+    model: str | None = None
+    #: Which training configurations describe this kind (``claims(config)``); the claims of
+    #: higher ``priority`` are tried first (:func:`kind_of`).
+    claims: Callable[[Any], bool] | None = None
+    priority: int = 0
     #: The family's trainer factory, attached by ``aerec.train`` (:func:`register_trainer`).
     trainer: Callable[..., Any] | None = None
-    #: A small fitted instance for the contract tests: ``example(train_csr, clip)``.
-    example: Callable[..., Any] | None = None
-    aliases: tuple[str, ...] = field(default=())
 
 
 _REGISTRY: dict[str, Entry] = {}
-#: Modules whose import registers the built-in kinds (imported on first lookup).
-_BUILT_IN = (
-    "aerec.model.autoencoder",
-    "aerec.model.item_autoencoder",
-    "aerec.model.bayesian_mf",
-    "aerec.model.ensemble",
-    "aerec.model.ranked",
-    "aerec.model.ease",
-    "aerec.model.baselines",
-)
+_MODEL_PACKAGE = "aerec.model"
 _TRAINERS_MODULE = "aerec.train.families"
 
 
 def register(
-    kind: str, *, summary: str = "", config: type | None = None,
-    example: Callable[..., Any] | None = None,
+    kind: str, *, summary: str = "", config: type | None = None, model: str | None = None,
+    claims: Callable[[Any], bool] | None = None, priority: int = 0,
 ) -> Callable[[type], type]:
-    """Class decorator: register ``cls`` as model kind ``kind`` (sets ``cls.kind``)."""
+    """Class decorator: register ``cls`` as model kind ``kind`` (sets ``cls.kind``).
+
+    ``config`` is the family's settings class; a training configuration describes this kind
+    when ``claims(config)`` holds (by default: ``config.model == model``)."""
+    if claims is None and model is not None:
+        def claims(c: Any) -> bool:
+            return c.model == model
 
     def decorate(cls: type) -> type:
         if kind in _REGISTRY and _REGISTRY[kind].cls is not cls:
@@ -185,15 +213,24 @@ def register(
         cls.kind = kind
         doc = (cls.__doc__ or "").strip().splitlines()
         _REGISTRY[kind] = Entry(kind, cls, summary or (doc[0] if doc else kind), config,
-                                example=example)
+                                model, claims, priority)
         return cls
 
     return decorate
 
 
+_loaded: list[bool] = []
+
+
 def _load_built_ins() -> None:
-    for module in _BUILT_IN:
-        importlib.import_module(module)
+    """Import every module of the model package (once): each registers the kinds it defines,
+    so a new kind is one new module."""
+    if _loaded:
+        return
+    _loaded.append(True)
+    package = importlib.import_module(_MODEL_PACKAGE)
+    for info in pkgutil.iter_modules(package.__path__):
+        importlib.import_module(f"{_MODEL_PACKAGE}.{info.name}")
 
 
 def entry(kind: str) -> Entry:
@@ -215,8 +252,28 @@ def kinds() -> tuple[str, ...]:
 
 
 def register_trainer(kind: str, factory: Callable[..., Any]) -> None:
-    """Attach the trainer factory of family ``kind`` (called by ``aerec.train.families``)."""
+    """Attach the trainer ``factory`` of kind ``kind`` (called by ``aerec.train.families``)."""
     entry(kind).trainer = factory
+
+
+def kind_of(config: Any) -> str | None:
+    """The kind a training configuration describes: the claim of highest priority that
+    holds (``None`` when none does, e.g. ``model = "auto"`` before it is planned)."""
+    _load_built_ins()
+    claimed = [e for e in _REGISTRY.values() if e.claims is not None and e.claims(config)]
+    return max(claimed, key=lambda e: e.priority).kind if claimed else None
+
+
+def model_names() -> tuple[str, ...]:
+    """The values ``TrainConfig.model`` may name a kind by."""
+    _load_built_ins()
+    return tuple(dict.fromkeys(e.model for e in _REGISTRY.values() if e.model))
+
+
+def config_classes() -> tuple[type, ...]:
+    """The families' configuration classes, each once, in registration order."""
+    _load_built_ins()
+    return tuple(dict.fromkeys(e.config for e in _REGISTRY.values() if e.config is not None))
 
 
 def trainer_for(kind: str) -> Callable[..., Any]:
@@ -259,16 +316,28 @@ def as_numpy(values: Any, dtype: Any = None) -> np.ndarray:
     return np.asarray(values, dtype=dtype)
 
 
+def csr_arrays(matrix: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(indptr, indices, values)`` of a SciPy CSR matrix of users' ratings (int64, int64,
+    float32): the arguments the contract's methods take for those users."""
+    csr = sp.csr_matrix(matrix)
+    return (csr.indptr.astype(np.int64), csr.indices.astype(np.int64),
+            csr.data.astype(np.float32))
+
+
 __all__ = [
     "Entry",
     "ModelBase",
     "RatingModel",
     "architecture_kind",
     "config_class",
+    "csr_arrays",
     "entry",
     "kinds",
     "model_from_architecture",
     "register",
     "register_trainer",
+    "config_classes",
+    "kind_of",
+    "model_names",
     "trainer_for",
 ]

@@ -7,9 +7,10 @@ the weights ``B`` ``(n_movies, n_movies)`` minimise ``‖X − XB‖² + λ‖B�
     P = (XᵀX + λI)⁻¹,    B = I − P · diag(1 / diag(P))      (so B_ij = −P_ij / P_jj, B_jj = 0)
 
 A user's scores are ``x_u B`` — from the movies they rated, never their stars — so EASE ranks
-(what will this user watch?) but does not predict ratings. It shares the baseline contract of
-:mod:`aerec.model.baselines` (``fit`` / ``predict_at`` / ``score_users``); its one
-hyper-parameter λ is chosen on the validation split by :meth:`EASE.select_regularisation`.
+(what will this user watch?) but does not predict ratings. It is a baseline of
+:mod:`aerec.model.baselines` (``fit(train)``, then the :class:`~aerec.model.base.RatingModel`
+contract, ``B`` a buffer); its one hyper-parameter λ is chosen on the validation split by
+:meth:`EASE.select_regularisation`.
 
 Memory and time are those of the dense ``n_movies × n_movies`` Gram matrix and its inverse:
 fine up to a few tens of thousands of movies (Netflix's 17,770: 1.3 GB in float32).
@@ -17,12 +18,16 @@ fine up to a few tens of thousands of movies (Netflix's 17,770: 1.3 GB in float3
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import ClassVar
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.linalg
 import scipy.sparse as sp
+import torch
+
+from aerec.model.base import RatingModel, as_numpy, csr_arrays, register
+from aerec.model.baselines import Baseline
 
 __all__ = ["DEFAULT_EASE_REGULARISATION_GRID", "EASE", "ranking_ndcg", "relevant_entries"]
 
@@ -67,25 +72,40 @@ def _binary(matrix: sp.spmatrix) -> sp.csr_matrix:
     return csr
 
 
-class EASE:
+@register("ease", summary="EASE, an item-item linear autoencoder of which movies users rated "
+          "(a top-N baseline)")
+class EASE(Baseline):
     """EASE top-N model: ``score(u, ·) = x_u B`` with the closed-form ``B`` above.
 
-    ``regularisation`` is λ (added to the Gram diagonal). After :meth:`fit`, ``weights`` is
-    ``B`` float32 ``(n_movies, n_movies)`` with a zero diagonal.
+    ``regularisation`` is λ (added to the Gram diagonal). After :meth:`fit`, the buffer
+    ``weights`` is ``B`` float32 ``(n_movies, n_movies)`` with a zero diagonal. A user —
+    known or new — is scored from the movies they rated (``x_u``), so ``predict_known`` is
+    ``predict_dense``.
     """
 
     name: ClassVar[str] = "EASE"
     predicts_ratings: ClassVar[bool] = False
-    ranks_items: ClassVar[bool] = True
 
     def __init__(self, regularisation: float = 300.0) -> None:
         if not regularisation > 0:
             raise ValueError(f"regularisation must be positive, got {regularisation}")
+        super().__init__()
         self.regularisation = float(regularisation)
-        self.weights = np.zeros((0, 0), dtype=np.float32)
-        self.n_users = 0
-        self.n_movies = 0
-        self._train: sp.csr_matrix | None = None
+        self._allocate(0, 0)
+
+    def _allocate(self, n_users: int, n_movies: int) -> None:
+        self.n_users, self.n_movies = n_users, n_movies
+        self.register_buffer("weights", torch.zeros(n_movies, n_movies, dtype=torch.float32))
+
+    def architecture(self) -> dict:
+        """``{"kind": "ease", "n_users", "n_movies", "regularisation"}``."""
+        return {**self._shape_architecture(), "regularisation": self.regularisation}
+
+    @classmethod
+    def from_architecture(cls, arch: dict, **_: Any) -> EASE:
+        model = cls(float(arch["regularisation"]))
+        model._allocate(int(arch["n_users"]), int(arch["n_movies"]))
+        return model
 
     def fit(self, train: sp.spmatrix, gram: np.ndarray | None = None) -> EASE:
         """Learn ``B`` from ``train`` ``(n_users, n_movies)`` (only which entries are stored
@@ -94,41 +114,41 @@ class EASE:
         x = _binary(train)
         if x.nnz == 0:
             raise ValueError("cannot fit EASE on an empty training matrix")
-        self.n_users, self.n_movies = x.shape
         p = _spd_inverse(gram_matrix(x) if gram is None else gram, self.regularisation)
         b = -p / np.diag(p)[None, :]
         b[np.diag_indices_from(b)] = 0.0
-        self.weights = b.astype(np.float32)
-        self._train = x.astype(np.float32).tocsr()
+        self.n_users, self.n_movies = x.shape
+        self.weights = torch.from_numpy(b.astype(np.float32))
         return self
 
-    def _check_fitted(self) -> None:
-        if not self.n_movies:
-            raise RuntimeError("EASE is not fitted; call fit(train) first")
-
-    def score_users(self, user_rows: np.ndarray, inputs: sp.spmatrix | None = None) -> np.ndarray:
-        """Scores ``(batch, n_movies)`` float32: ``x_b B`` for each user's ``inputs`` row (the
-        movies they rated; default their training row)."""
-        self._check_fitted()
-        if inputs is None:
-            assert self._train is not None
-            inputs = self._train[np.asarray(user_rows, dtype=np.int64)]
-        x = _binary(inputs).astype(np.float32)
-        if x.shape[1] != self.n_movies:
-            raise ValueError(f"inputs have {x.shape[1]} movies, the model {self.n_movies}")
-        return np.asarray(x @ self.weights)
-
-    def predict_at(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Scores at ``(rows[j], cols[j])`` for training users (their training rows as input),
-        ``(n,)`` float64."""
-        self._check_fitted()
-        assert self._train is not None
-        rows = np.asarray(rows, dtype=np.int64)
-        cols = np.asarray(cols, dtype=np.int64)
-        x = self._train[rows]
-        return np.asarray(x.multiply(self.weights[:, cols].T).sum(axis=1)).ravel().astype(
-            np.float64
+    def _rated(self, indptr: Any, indices: Any) -> sp.csr_matrix:
+        """The implicit rows ``x`` of a batch given by CSR arrays: ``(batch, n_movies)``
+        float32, 1 at every rated movie."""
+        batch = self._batch_size(indptr, indices)
+        columns = as_numpy(indices)
+        return sp.csr_matrix(
+            (np.ones(len(columns), dtype=np.float32), columns, as_numpy(indptr)),
+            shape=(batch, self.n_movies),
         )
+
+    def predict_dense(self, indptr: Any, indices: Any, values: Any) -> torch.Tensor:
+        """Scores ``x B`` ``(batch, n_movies)`` float32 from the movies each user rated (the
+        stars in ``values`` are not used)."""
+        x = self._rated(indptr, indices)
+        return torch.from_numpy(np.asarray(x @ self.weights.cpu().numpy())).to(
+            self.weights.device
+        )
+
+    def predict_at(
+        self, indptr: Any, indices: Any, values: Any, rows: Any, cols: Any
+    ) -> torch.Tensor:
+        """Scores ``(x B)[rows[j], cols[j]]`` (batch row, movie), ``(k,)`` float64; costs
+        ``k × n_movies``, never ``batch × n_movies``."""
+        rows, cols = self._positions(indptr, indices, rows, cols)
+        x = self._rated(indptr, indices)[rows]
+        weights = self.weights.cpu().numpy()
+        out = np.asarray(x.multiply(weights[:, cols].T).sum(axis=1)).ravel().astype(np.float64)
+        return torch.from_numpy(out).to(self.weights.device)
 
     @classmethod
     def select_regularisation(
@@ -151,21 +171,22 @@ class EASE:
         gram = gram_matrix(train)
         for lam in grid:
             model = cls(lam).fit(train, gram)
-            scores[float(lam)] = ranking_ndcg(model.score_users, train, relevant, k)
+            scores[float(lam)] = ranking_ndcg(model, train, relevant, k)
         best = max(scores, key=lambda lam: (scores[lam], -lam))
         return best, scores
 
 
 def ranking_ndcg(
-    score: Callable[[np.ndarray, sp.csr_matrix], np.ndarray],
+    model: RatingModel,
     given: sp.csr_matrix,
     relevant: sp.csr_matrix,
     k: int = 10,
     batch_size: int = 1024,
 ) -> float:
-    """Mean NDCG@k of ``score(user_rows, given_rows) → (batch, n_movies)`` over the users with
-    a relevant entry in ``relevant`` ``(n_users, n_movies)``, the movies in ``given`` (what
-    each user brings) excluded from the ranking — as :mod:`aerec.evaluate` computes it."""
+    """Mean NDCG@k of ``model.rank_dense`` over the users with a relevant entry in
+    ``relevant`` ``(n_users, n_movies)``, each user scored from their row of ``given`` (what
+    they bring), the movies in it excluded from the ranking — as :mod:`aerec.evaluate`
+    computes it."""
     from aerec.metrics import RankingAccumulator, top_k_items
 
     relevant = sp.csr_matrix(relevant)
@@ -174,7 +195,8 @@ def ranking_ndcg(
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         rows = given[batch]
-        accumulator.update_from_items(top_k_items(score(batch, rows), k, rows), relevant[batch])
+        scores = model.rank_dense(*csr_arrays(rows))
+        accumulator.update_from_items(top_k_items(scores, k, rows), relevant[batch])
     return accumulator.ndcg
 
 

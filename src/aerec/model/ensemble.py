@@ -8,15 +8,43 @@ not a test-set fit. It offers the same prediction API as a single model.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from aerec.model.base import ModelBase, model_from_architecture, register
 
+#: How an ensemble weighs its members.
+ENSEMBLE_WEIGHT_NAMES = ("equal", "fitted")
 
-@register("ensemble", summary="a weighted average of trained models")
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """An ensemble's settings (``members = [...]``: complete runs averaged, trained by
+    :mod:`aerec.train.ensemble`). Part of the flat :class:`aerec.config.TrainConfig`."""
+
+    #: Ensemble: preset names (or TOML files) trained one after another, each with its own
+    #: early stopping, and averaged; this config's split/execution settings apply to all.
+    members: tuple[str, ...] = ()
+    #: Ensemble: "equal" averages the members; "fitted" weighs them by non-negative least
+    #: squares of the validation ratings on the members' validation predictions (models
+    #: trained on the training split only; weights not normalised, so their sum can stretch
+    #: the blend), the weights then applied to the refitted members.
+    ensemble_weights: str = "equal"
+
+    @staticmethod
+    def problems(c: Any) -> Iterator[str]:
+        """What is wrong with the ensemble settings of the flat config ``c``."""
+        if c.ensemble_weights not in ENSEMBLE_WEIGHT_NAMES:
+            yield (f"ensemble_weights {c.ensemble_weights!r} is not one of "
+                   f"{', '.join(ENSEMBLE_WEIGHT_NAMES)}")
+
+
+@register("ensemble", config=EnsembleConfig, claims=lambda c: bool(c.members), priority=100,
+          summary="a weighted average of trained models")
 class Ensemble(ModelBase):
     """Weighted average of ``members`` (models with the ``predict_dense`` API, same movies).
 
@@ -27,6 +55,11 @@ class Ensemble(ModelBase):
     """
 
     orientation = "ensemble"
+
+    @property
+    def label(self) -> str:
+        """``ensemble (n)``, n the number of members."""
+        return f"ensemble ({len(self.members)})"
 
     def __init__(
         self, members: Sequence[nn.Module], weights: Sequence[float] | None = None, *,
@@ -76,11 +109,17 @@ class Ensemble(ModelBase):
             "normalise": self.normalise,
         }
 
+    def prepare_from_ratings(self, ratings: object, **options: object) -> None:
+        """Every member's :meth:`prepare_from_ratings`."""
+        for m in self.members:
+            m.prepare_from_ratings(ratings, **options)
+
     def _combine(self, outputs: list[torch.Tensor]) -> torch.Tensor:
         total = outputs[0] * float(self.weights[0])
         for w, out in zip(self.weights[1:].tolist(), outputs[1:]):
             total = total + out * w
-        return total
+        # weights that are not normalised stretch the blend past the members' clipped range
+        return total if self.clip is None else total.clamp(*self.clip)
 
     @torch.no_grad()
     def predict_dense(self, indptr: object, indices: object, values: object) -> torch.Tensor:

@@ -49,6 +49,7 @@ import torch
 from aerec.model.autoencoder import (
     ACTIVATIONS,
     AutoEncoder,
+    AutoEncoderConfig,
     _eval_mode,
     iter_row_batches,
 )
@@ -71,7 +72,9 @@ def _derivative(name: str, z: torch.Tensor) -> torch.Tensor:
     return grad
 
 
-@register("item-autoencoder", summary="the item-based autoencoder (I-AutoRec), users scored by fold-in")
+@register("item-autoencoder", config=AutoEncoderConfig, model="autoencoder", priority=10,
+          claims=lambda c: c.model == "autoencoder" and c.orientation == "item",
+          summary="the item-based autoencoder (I-AutoRec), users scored by fold-in")
 class ItemAutoEncoder(AutoEncoder):
     """Item-based autoencoder over ``n_movies`` movies and ``n_users`` training users.
 
@@ -139,6 +142,12 @@ class ItemAutoEncoder(AutoEncoder):
         self.known_users.copy_(torch.as_tensor(counts > 0, device=self.device))
         if fold_in_l2 is not None:
             self.set_fold_in_l2(fold_in_l2)
+
+    def prepare_from_ratings(self, ratings: sp.csr_matrix, **options: object) -> None:
+        """:meth:`prepare_inference` from ``(n_users, n_movies)`` ratings (transposed here)."""
+        rows = sp.csr_matrix(ratings).T.tocsr()
+        rows.sort_indices()
+        self.prepare_inference(rows, **options)
 
     def set_fold_in_l2(self, value: float) -> None:
         """Set the ridge penalty λ_f of a folded-in user's output row."""

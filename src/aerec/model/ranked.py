@@ -16,6 +16,10 @@ only :meth:`RankedModel.rank_dense` — what top-N lists should sort by — uses
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -23,6 +27,34 @@ from torch import nn
 from aerec.model.base import ModelBase, RatingModel, model_from_architecture, register
 from aerec.model.sparse_ops import sparse_input_linear
 from aerec.model.sparse_rows import SparseRows
+
+#: Ranking heads a run can add.
+RANKING_NAMES = ("none", "ease")
+
+
+@dataclass(frozen=True)
+class RankingConfig:
+    """The ranking head's settings: any model kind can get one at the end of its run (chosen
+    on validation by :mod:`aerec.train.finish`). Part of the flat
+    :class:`aerec.config.TrainConfig`."""
+
+    #: Ranking head for top-N lists: "none" ranks by predicted rating; "ease" adds an
+    #: item-item linear autoencoder on which movies a user rated (EASE, Steck 2019) blended
+    #: with the predicted rating (``aerec.model.ranked``); ratings themselves are unchanged.
+    ranking: str = "none"
+    #: EASE's λ for the ranking head; 0 = choose on the validation split (NDCG@10).
+    ease_regularisation: float = 0.0
+    #: Weight α of the predicted rating in the ranking score; < 0 = choose on validation.
+    ranking_rating_weight: float = -1.0
+
+    @staticmethod
+    def problems(c: Any) -> Iterator[str]:
+        """What is wrong with the ranking settings of the flat config ``c``."""
+        if c.ranking not in RANKING_NAMES:
+            yield f"ranking {c.ranking!r} is not one of {', '.join(RANKING_NAMES)}"
+        if not c.ease_regularisation >= 0:
+            yield (f"ease_regularisation must be ≥ 0 (0 = on validation), got "
+                   f"{c.ease_regularisation}")
 
 
 @register("ranked", summary="a rating model plus an EASE ranking head for top-N lists")
@@ -62,6 +94,10 @@ class RankedModel(ModelBase):
         """A rebuilt (untrained) base with an empty head, as an ``architecture()`` dict says."""
         n = int(arch["n_movies"])
         return cls(model_from_architecture(arch["base"], **kwargs), torch.zeros(n, n), 0.0)
+
+    def prepare_from_ratings(self, ratings: object, **options: object) -> None:
+        """The base model's :meth:`prepare_from_ratings`."""
+        self.base.prepare_from_ratings(ratings, **options)
 
     def rating_model(self) -> RatingModel:
         """The base model (the predicted ratings without the ranking head)."""

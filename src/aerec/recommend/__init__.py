@@ -18,12 +18,8 @@ from aerec.recommend.errors import (
     UnknownUser,
 )
 from aerec.recommend.ranking import DEFAULT_RANKING, RANKING_MODES, parse_ranking
-from aerec.recommend.recommender import (
-    MovieInfo,
-    Recommendation,
-    Recommendations,
-    Recommender,
-)
+from aerec.recommend.recommender import Recommender
+from aerec.recommend.results import MovieInfo, Recommendation, Recommendations
 from aerec.recommend.titles import TitleIndex
 
 __all__ = [

@@ -14,18 +14,26 @@ of the family (the user-based autoencoder, the item-based one, ensembles).
 * :func:`leave_one_out` re-scores chosen movies with each given rating removed — one batched
   ``predict_at`` over ``m + 1`` input rows — so a rating's *contribution* to a prediction is
   ``p(all ratings) − p(all but that one)`` in stars.
+* :class:`Explainer` puts these together for one model and its catalogue: which of a user's
+  ratings pulled each recommended movie up, which similar stored users rated it highly, and the
+  ``reason`` sentence that sums it up.
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import nn
 
-from aerec.model.leave_one_out import leave_one_out_at
 from aerec.checkpoint import StoredRatings
+from aerec.model.leave_one_out import leave_one_out_at
+
+if TYPE_CHECKING:
+    from aerec.recommend.catalogue import Catalogue
 
 #: Users encoded per call while building the neighbour index (bounds memory).
 ENCODE_BATCH = 4096
@@ -34,6 +42,20 @@ MAX_LEAVE_ONE_OUT = 128
 #: … and at most this many input entries over all leave-one-out rows (bounds the cost for
 #: users with thousands of ratings: they get fewer, their highest, ratings tested).
 LEAVE_ONE_OUT_BUDGET = 1 << 14
+#: Similar users consulted per request (the "20 most similar users" of a reason).
+DEFAULT_NEIGHBOURS = 20
+#: Stored users need this many ratings to join the neighbour pool.
+NEIGHBOUR_MIN_RATINGS = 5
+#: At most this many stored users (the most active) form the neighbour pool.
+NEIGHBOUR_POOL = 50_000
+#: Similar users listed per recommendation, and ratings listed in ``pulled_up_by``.
+LISTED = 5
+#: A rating must lift a prediction by at least this many stars to be named in a reason.
+MIN_CONTRIBUTION = 0.01
+#: Best-ranked candidates whose average lift is the baseline of a rating's relative lift.
+REFERENCE_MOVIES = 50
+#: Best-liked movies shown per neighbour in ``Recommendations.neighbours``.
+NEIGHBOUR_LIKED = 3
 
 
 def score_user(
@@ -220,7 +242,187 @@ def reason_sentence(
     return first + "."
 
 
+Evidence = tuple[list[dict], int, int]
+"""Per recommended movie: ``(similar users who rated it highly, how many of the consulted
+similar users rated it, how many rated it highly)``."""
+
+
+class Explainer:
+    """Evidence for one model's recommendations (see the module docstring).
+
+    ``stored`` are the training users' ratings (``None``: no similar users), ``user_ids``
+    their raw ids row by row; ``n_neighbours`` similar users are consulted per request, from a
+    pool of at most ``neighbour_pool`` stored users with ≥ ``neighbour_min_ratings`` ratings.
+    A rating ≥ ``threshold`` counts as liked. Safe to share between threads (the neighbour
+    index is built under a lock).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        catalogue: Catalogue,
+        stored: StoredRatings | None,
+        user_ids: np.ndarray,
+        *,
+        threshold: float,
+        n_neighbours: int = DEFAULT_NEIGHBOURS,
+        neighbour_min_ratings: int = NEIGHBOUR_MIN_RATINGS,
+        neighbour_pool: int = NEIGHBOUR_POOL,
+    ) -> None:
+        self.model = model
+        self.catalogue = catalogue
+        self.stored = stored
+        self.user_ids = np.asarray(user_ids, dtype=np.int64)
+        self.threshold = float(threshold)
+        self.n_neighbours = int(n_neighbours)
+        self.neighbour_min_ratings = int(neighbour_min_ratings)
+        self.neighbour_pool = int(neighbour_pool)
+        self._neighbours: NeighbourIndex | None = None
+        self._lock = threading.Lock()
+
+    def neighbour_index(self) -> NeighbourIndex | None:
+        """Codes of the stored users for similar-user search (built on first use), or
+        ``None`` when there are no stored ratings."""
+        if self.stored is None:
+            return None
+        if self._neighbours is None:
+            with self._lock:
+                if self._neighbours is None:
+                    self._neighbours = NeighbourIndex.build(
+                        self.model, self.stored, min_ratings=self.neighbour_min_ratings,
+                        max_users=self.neighbour_pool,
+                    )
+        return self._neighbours
+
+    def pulled_up(
+        self, cols: np.ndarray, vals: np.ndarray, top: np.ndarray, reference: np.ndarray
+    ) -> list[list[dict]]:
+        """Per recommended movie (columns ``top``), the user's ratings (``cols``, ``vals``)
+        that lift it most (leave-one-out).
+
+        A rating's ``contribution`` is the drop of the movie's prediction when that rating is
+        removed, in stars. Many ratings lift *every* prediction (a 5★ raises the whole
+        output), so ratings are ordered by their ``relative`` lift: the contribution minus the
+        rating's average contribution over the ``reference`` movies (the best-ranked
+        candidates) — what makes *this* movie stand out. Ratings lifting it by less than
+        :data:`MIN_CONTRIBUTION` stars are not listed.
+        """
+        catalogue = self.catalogue
+        tested = None
+        m = loo_count(len(cols))
+        if m < len(cols):  # long profiles: the highest ratings are the likely lifters
+            tested = np.sort(np.argsort(-vals, kind="stable")[:m])
+        targets = np.concatenate([top, reference[~np.isin(reference, top)]])
+        tested, contrib = leave_one_out(self.model, cols, vals, targets, tested)
+        baseline = contrib.mean(axis=1) if contrib.size else np.zeros(len(tested), np.float32)
+        out: list[list[dict]] = []
+        for j in range(len(top)):
+            c = contrib[:, j]
+            relative = c - baseline
+            order = np.lexsort((tested, -relative))
+            listed = [i for i in order.tolist() if c[i] >= MIN_CONTRIBUTION][:LISTED]
+            out.append([
+                {
+                    "movie_id": int(catalogue.movie_ids[cols[tested[i]]]),
+                    "title": catalogue.titles[cols[tested[i]]],
+                    "year": catalogue.year(int(cols[tested[i]])),
+                    "label": catalogue.label(int(cols[tested[i]])),
+                    "rating": float(vals[tested[i]]),
+                    "contribution": round(float(c[i]), 4),
+                    "relative": round(float(relative[i]), 4),
+                }
+                for i in listed
+            ])
+        return out
+
+    def neighbour_evidence(
+        self, code: torch.Tensor, top: np.ndarray, cols: np.ndarray, self_row: int | None
+    ) -> tuple[list[dict], list[Evidence]]:
+        """The most similar stored users to ``code`` (but ``self_row``, the user themself)
+        and, per recommended movie, who of them rated it highly: ``(neighbours, [evidence
+        per movie])``. ``cols``: the movies the user rated (not shown as a neighbour's
+        favourites)."""
+        index = self.neighbour_index()
+        empty: list[Evidence] = [([], 0, 0) for _ in top]
+        if index is None or len(index) == 0 or self.n_neighbours <= 0:
+            return [], empty
+        rows, sims = index.nearest(code, self.n_neighbours, exclude_row=self_row)
+        if len(rows) == 0:
+            return [], empty
+        catalogue = self.catalogue
+        stored = self.stored
+        indptr, indices, codes = gather_rows(stored, rows)  # type: ignore[arg-type]
+        ratings = stored.ratings_of(codes)  # type: ignore[union-attr]
+        owner = np.repeat(np.arange(len(rows)), np.diff(indptr))
+        threshold = self.threshold - 1e-6
+
+        # per recommended movie: the neighbours' ratings of it (≤ n_neighbours each)
+        hit = np.isin(indices, top)
+        h_owner, h_col, h_rating = owner[hit], indices[hit], ratings[hit]
+        evidence: list[Evidence] = []
+        for col in top.tolist():
+            sel = h_col == col
+            who, rating = h_owner[sel], h_rating[sel]
+            liked = rating >= threshold
+            order = np.argsort(who[liked], kind="stable")[:LISTED]  # owners are by similarity
+            similar = [
+                {
+                    "user_id": int(self.user_ids[rows[w]]),
+                    "similarity": round(float(sims[w]), 4),
+                    "rating": float(r),
+                }
+                for w, r in zip(who[liked][order].tolist(), rating[liked][order].tolist())
+            ]
+            evidence.append((similar, int(sel.sum()), int(liked.sum())))
+
+        # what each neighbour liked most, among movies the user has not rated: one sort of
+        # all their fresh ratings by (neighbour, rating ↓, popularity ↓, column), then the
+        # first NEIGHBOUR_LIKED of each neighbour
+        rated = np.zeros(catalogue.n_movies, dtype=bool)
+        rated[cols] = True
+        fresh = np.flatnonzero(~rated[indices])
+        f_owner, f_col, f_rating = owner[fresh], indices[fresh], ratings[fresh]
+        order = np.lexsort((f_col, -catalogue.counts[f_col], -f_rating, f_owner))
+        f_owner, f_col, f_rating = f_owner[order], f_col[order], f_rating[order]
+        starts = np.searchsorted(f_owner, np.arange(len(rows)))
+        rank = np.arange(len(f_owner)) - starts[f_owner]
+        best = rank < NEIGHBOUR_LIKED
+        favourites: list[list[dict]] = [[] for _ in range(len(rows))]
+        for w, c, r in zip(f_owner[best].tolist(), f_col[best].tolist(),
+                           f_rating[best].tolist()):
+            favourites[w].append({
+                "movie_id": int(catalogue.movie_ids[c]), "title": catalogue.titles[c],
+                "year": catalogue.year(c), "rating": float(r),
+            })
+        n_ratings = np.diff(indptr).tolist()
+        neighbours = [
+            {
+                "user_id": int(self.user_ids[row]),
+                "similarity": round(float(sims[i]), 4),
+                "n_ratings": int(n_ratings[i]),
+                "liked": favourites[i],
+            }
+            for i, row in enumerate(rows.tolist())
+        ]
+        return neighbours, evidence
+
+    def reason(
+        self, pulled: list[dict], n_neighbours: int, n_liked: int, predicted: float
+    ) -> str:
+        """The ``reason`` sentence of one recommendation: up to two of the ratings that lift
+        it most (``pulled``, from :meth:`pulled_up`; those that make it stand out first) and
+        how many of the ``n_neighbours`` similar users liked it."""
+        named = [d for d in pulled if d["relative"] > 0][:2] or pulled[:1]
+        return reason_sentence(
+            [{"label": d["label"], "rating": d["rating"]} for d in named],
+            n_neighbours, n_liked, self.threshold, predicted,
+        )
+
+
 __all__ = [
+    "DEFAULT_NEIGHBOURS",
+    "Evidence",
+    "Explainer",
     "NeighbourIndex",
     "gather_rows",
     "leave_one_out",

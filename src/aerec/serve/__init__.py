@@ -5,6 +5,7 @@
     serve("runs/seed", port=8000)          # the same, served by uvicorn (``aerec serve``)
 """
 
-from aerec.serve.app import create_app, serve
+from aerec.serve.app import create_app
+from aerec.serve.server import serve
 
 __all__ = ["create_app", "serve"]

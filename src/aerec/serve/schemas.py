@@ -214,6 +214,27 @@ class ErrorOut(BaseModel):
     errors: list[Any] | None = Field(None, description="Validation errors, one per field.")
 
 
+#: The error answers of the API routes, for the OpenAPI description.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "Malformed JSON."},
+    408: {"model": ErrorOut, "description": "The body did not arrive in time."},
+    413: {"model": ErrorOut, "description": "Too many ratings, or too large a body."},
+    415: {"model": ErrorOut, "description": "The body is not `application/json`."},
+    422: {
+        "model": ErrorOut,
+        "description": "Invalid values: a rating off the scale (outside it or between its "
+        "steps) or not finite, an unknown movie "
+        "(with `suggestions`), an ambiguous title (with `candidates`), `k` out of range.",
+    },
+    500: {"model": ErrorOut, "description": "A bug; the message is generic, the log has more."},
+    503: {
+        "model": ErrorOut,
+        "description": "Busy: as many requests as the server answers at once are in progress; "
+        "retry after the `Retry-After` seconds.",
+    },
+}
+
+
 __all__ = [
     "DEFAULT_BODY_TIMEOUT",
     "DEFAULT_HEADER_TIMEOUT",
@@ -221,6 +242,7 @@ __all__ = [
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MAX_K",
     "DEFAULT_MAX_RATINGS",
+    "ERROR_RESPONSES",
     "ErrorOut",
     "HealthOut",
     "LimitsOut",

@@ -22,8 +22,9 @@ from aerec.train.events import (
     StageStarted,
     TrainEvent,
 )
+from aerec.train.loop import TrainResult
 from aerec.train.metrics_log import EpochMetrics
-from aerec.train.run import TrainResult, read_run_config, train
+from aerec.train.run import read_run_config, train
 from aerec.train.trainer import Trainer, build_model, make_optimizer
 
 __all__ = [

@@ -13,6 +13,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+# re-exported for the training modules that import it from here; its home is the data layer
+from aerec.data.splits import union_rows as union_rows
 from aerec.model.sparse_rows import SparseRows
 
 
@@ -82,23 +84,3 @@ def iter_rating_batches(
                 indptr[start : stop + 1] - lo, block.indices[lo:hi], block.data[lo:hi],
                 n_columns, dtype=dtype, device=device,
             )
-
-
-def union_rows(*matrices: sp.csr_matrix) -> sp.csr_matrix:
-    """Entry-wise union of disjoint CSR rating matrices of one shape (e.g. train ∪ validation),
-    sorted within rows. Stored ratings equal to 0 (scales starting at 0) are kept."""
-    shape = matrices[0].shape
-    parts = [sp.csr_matrix(m) for m in matrices]
-    if any(m.shape != shape for m in parts):
-        raise ValueError(f"cannot join matrices of shapes {[m.shape for m in parts]}")
-    rows = np.concatenate(
-        [np.repeat(np.arange(shape[0], dtype=np.int64), np.diff(m.indptr)) for m in parts]
-    )
-    cols = np.concatenate([m.indices.astype(np.int64) for m in parts])
-    data = np.concatenate([m.data for m in parts])
-    order = np.lexsort((cols, rows))
-    indptr = np.zeros(shape[0] + 1, dtype=np.int64)
-    np.cumsum(np.bincount(rows, minlength=shape[0]), out=indptr[1:])
-    out = sp.csr_matrix((data[order], cols[order].astype(np.int32), indptr), shape=shape)
-    out.has_sorted_indices = True
-    return out

@@ -26,14 +26,14 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from aerec.config import TrainConfig
+from aerec.metrics import clipped_rmse
+from aerec.model.base import RatingModel
 from aerec.model.bayesian_mf import BayesianMF
 from aerec.model.kernels import (
     gaussian_rows_kernel,
@@ -41,13 +41,10 @@ from aerec.model.kernels import (
     sampled_dot_kernel,
     sparse_dense_kernel,
 )
-from aerec.train.batching import union_rows
-from aerec.train.budget import BudgetReport, Deadline, EpochClock
-from aerec.checkpoint import TrainingStats, build_payload, read_payload, save_checkpoint
-from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted, StageStarted
-from aerec.train.finish import budgeted_ranking, ranking_seconds, with_ranking
-from aerec.train.metrics_log import EpochMetrics, plot_learning_curve, write_metrics_csv
-from aerec.train.trainer import resolve_device
+from aerec.train.budget import Deadline, EpochClock
+from aerec.train.loop import Family, Refit, RunContext
+from aerec.train.memory import bayesian_memory
+from aerec.train.metrics_log import EpochMetrics
 
 #: Normal–Wishart hyperprior: β₀ (prior mean's strength); ν₀ = d and W₀ = I, μ₀ = 0.
 PRIOR_STRENGTH = 2.0
@@ -299,80 +296,64 @@ def thinning(config: TrainConfig, sweeps: int | None = None, burn_in: int | None
     return max(1, math.ceil((sweeps - burn_in) / config.kept_samples))
 
 
-@dataclass
 class Chain:
-    """What :func:`run_chain` did: per-sweep metrics, the selected sweep (lowest validation
-    RMSE of the running posterior mean after the burn-in; the last sweep without validation
-    ratings), that sweep's kept samples, and whether the deadline ended it."""
+    """One Gibbs chain stepped a sweep at a time: the sampler, the burn-in and thinning, the
+    kept samples and the running posterior mean at the validation ratings.
 
-    history: list[EpochMetrics]
-    best_sweep: int
-    samples: list
-    burn_in: int
-    out_of_time: bool = False
+    Under a deadline the chain is planned after its first sweep (:meth:`plan`): the sweeps
+    that fit decide the burn-in (at most a fifth of them, never more than ``config.burn_in``)
+    and the thinning, so ``kept_samples`` samples are spread over the sweeps the budget
+    allows."""
 
+    def __init__(self, config: TrainConfig, train: sp.csr_matrix,
+                 validation: sp.csr_matrix | None, sweeps: int, clip: tuple[float, float],
+                 device: torch.device | str = "cpu") -> None:
+        self.config, self.sweeps, self.clip = config, sweeps, clip
+        self.sampler = GibbsSampler(train, config.factors, config.noise_precision, config.seed,
+                                    config.noise_scales, config.audience_prior,
+                                    config.init_scale, device=str(device))
+        self.validation = validation if validation is not None and validation.nnz else None
+        self.truth = (self.validation.data.astype(np.float64)
+                      if self.validation is not None else None)
+        self.burn_in, self.thin = config.burn_in, thinning(config, sweeps)
+        self.kept: deque = deque(maxlen=config.kept_samples)
+        self.running, self.averaged = None, 0
+        self.sweep, self.sampled = 0, False
 
-def run_chain(
-    config: TrainConfig, train: sp.csr_matrix, validation: sp.csr_matrix | None, sweeps: int,
-    clip: tuple[float, float], on_sweep=None, deadline: Deadline | None = None,
-) -> Chain:
-    """Run ``sweeps`` sweeps (fewer if early stopping triggers, or when the next sweep would
-    not end before ``deadline``).
+    def plan(self, clock: EpochClock) -> None:
+        """Before sweep 2 under a deadline: burn-in and thinning from the sweeps that fit."""
+        if self.sweep == 1 and clock.deadline.limited:
+            planned = min(self.sweeps, 1 + clock.affordable(self.sweeps))
+            self.burn_in = min(self.config.burn_in, max(1, planned // 5))
+            self.thin = thinning(self.config, planned, self.burn_in)
 
-    Under a deadline the chain is planned after its first sweep: the sweeps that fit decide
-    the burn-in (at most a fifth of them, never more than ``config.burn_in``) and the thinning,
-    so ``kept_samples`` samples are spread over the sweeps the budget allows."""
-    sampler = GibbsSampler(train, config.factors, config.noise_precision, config.seed,
-                           config.noise_scales, config.audience_prior, config.init_scale,
-                           device=str(resolve_device(config.device)))
-    has_validation = validation is not None and validation.nnz > 0
-    truth = validation.data.astype(np.float64) if has_validation else None
-    clock = EpochClock(deadline)
-    burn_in, thin = config.burn_in, thinning(config, sweeps)
-    kept: deque = deque(maxlen=config.kept_samples)
-    running, averaged = None, 0
-    history: list[EpochMetrics] = []
-    best_sweep, best_rmse, best_kept, bad = 0, math.inf, [], 0
-    out_of_time = False
-    for sweep in range(1, sweeps + 1):
-        if not clock.next_fits():
-            out_of_time = True
-            break
-        if sweep == 2 and clock.deadline.limited:
-            planned = min(sweeps, 1 + clock.affordable(sweeps))
-            burn_in = min(config.burn_in, max(1, planned // 5))
-            thin = thinning(config, planned, burn_in)
-        start = time.perf_counter()
-        sampler.sweep()
-        train_loss, train_rmse = sampler.fit_errors(clip)
-        sampled = sweep > burn_in
-        if sampled and (sweep - burn_in - 1) % thin == 0:
-            kept.append(sampler.sample())
-        val_loss = val_rmse = math.nan
-        if has_validation:
-            predicted = sampler.predict(validation)
-            if sampled:
-                running = predicted if running is None else running + predicted
-                averaged += 1
-                predicted = running / averaged
-            val_loss = float(np.mean((predicted - truth) ** 2))
-            val_rmse = float(np.sqrt(np.mean((np.clip(predicted, *clip) - truth) ** 2)))
-        metrics = EpochMetrics(sweep, train_loss, train_rmse, val_loss, val_rmse,
-                               time.perf_counter() - start, math.nan)
-        clock.record(metrics.seconds)
-        history.append(metrics)
-        improved = sampled and (not has_validation or val_rmse < best_rmse)
-        if improved:
-            best_sweep, best_rmse, best_kept, bad = sweep, val_rmse, list(kept), 0
-        elif sampled:
-            bad += 1
-        if on_sweep is not None:
-            on_sweep(metrics, best_sweep or sweep, improved)
-        if has_validation and config.patience and bad >= config.patience:
-            break
-    if not best_kept:  # stopped (by the deadline) before any sample: keep the last state
-        best_sweep, best_kept = len(history), [sampler.sample()]
-    return Chain(history, best_sweep, best_kept, burn_in, out_of_time)
+    def step(self) -> tuple[float, float]:
+        """One sweep; keeps the sample when it is due. Returns the sample's training
+        ``(MSE, clipped RMSE)``."""
+        self.sampler.sweep()
+        self.sweep += 1
+        fit = self.sampler.fit_errors(self.clip)
+        self.sampled = self.sweep > self.burn_in
+        if self.sampled and (self.sweep - self.burn_in - 1) % self.thin == 0:
+            self.kept.append(self.sampler.sample())
+        return fit
+
+    def validate(self) -> tuple[float, float]:
+        """``(MSE, clipped RMSE)`` at the validation ratings of the running posterior mean
+        (of this sample alone during the burn-in); NaN without validation ratings."""
+        if self.validation is None:
+            return math.nan, math.nan
+        predicted = self.sampler.predict(self.validation)
+        if self.sampled:
+            self.running = predicted if self.running is None else self.running + predicted
+            self.averaged += 1
+            predicted = self.running / self.averaged
+        return (float(np.mean((predicted - self.truth) ** 2)),
+                clipped_rmse(predicted, self.truth, self.clip))
+
+    def samples(self) -> list:
+        """The kept samples (the current state when none is kept yet)."""
+        return list(self.kept) or [self.sampler.sample()]
 
 
 def model_from_samples(
@@ -387,162 +368,100 @@ def model_from_samples(
     return model.eval()
 
 
-def train_bayesian(
-    config: TrainConfig, ds, splits, dataset_info: dict, out_dir: Path, resume: bool,
-    callback: Callback | None, start_time: float, deadline: Deadline | None = None,
-):
-    """Run the chain, select the sweep on validation, optionally refit and add a ranking head;
-    write ``config.toml``, ``metrics.csv``, ``learning_curve.png``, ``best.pt``, ``last.pt``
-    (and ``selected.pt`` with ``refit``). Returns a :class:`~aerec.train.run.TrainResult`.
+class BayesianFamily(Family):
+    """The Bayesian factorisation (``model = "bayesian-mf"``) for the run loop: an epoch is
+    a Gibbs sweep; only sweeps after the burn-in can be selected."""
 
-    Under a ``deadline`` the selection chain gets half of the time (all of it without a
-    refit) after keeping back what the ranking head is expected to cost; the refit chain
-    runs the selected number of sweeps or as many as fit before the deadline."""
-    from aerec.train.run import (
-        BEST_FILE,
-        CONFIG_FILE,
-        CURVE_FILE,
-        LAST_FILE,
-        METRICS_FILE,
-        SELECTED_FILE,
-        TrainResult,
-        _min,
-    )
+    resumable = False
+    selects_every_epoch = False
+    unit = "sweeps"
 
-    deadline = deadline or Deadline()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {name: out_dir / name for name in (CONFIG_FILE, METRICS_FILE, CURVE_FILE,
-                                               BEST_FILE, LAST_FILE, SELECTED_FILE)}
-    scale = ds.scale
-    clip = (scale.minimum, scale.maximum)
-    has_validation = splits.validation.nnz > 0
-    truth = splits.validation.data.astype(np.float64)
-    stats = TrainingStats.from_matrix(splits.train)
-    baseline_val_rmse = (
-        float(np.sqrt(np.mean((truth - stats.global_mean) ** 2))) if has_validation else math.nan
-    )
-    out_of_time = False
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx, self.config = ctx, ctx.config
+        train = ctx.splits.train
+        self.chain = Chain(self.config, train, ctx.splits.validation, self.config.epochs,
+                           ctx.clip, ctx.device)
+        self.total_epochs = self.config.epochs
+        self.train_rows = int(np.count_nonzero(np.diff(train.indptr)))
 
-    if resume and paths[LAST_FILE].is_file():  # a finished run: report it as it stands
-        saved = read_payload(paths[LAST_FILE])
-        history = [EpochMetrics.from_dict(h) for h in saved["best"]["sweeps"]]
-        best_sweep = int(saved["epoch"])
-        notes = {k: v for k, v in saved["best"].items() if k in ("refit", "ranking", "budget")}
-    else:
-        config.save_toml(paths[CONFIG_FILE])
-        if callback is not None:
-            callback(RunStarted(
-                out_dir, config, 1, config.epochs, 1, int(np.count_nonzero(
-                    np.diff(splits.train.indptr))), int(splits.train.nnz),
-                int(splits.validation.nnz),
-            ))
+    @property
+    def epoch(self) -> int:  # type: ignore[override]
+        return self.chain.sweep
 
-        def on_sweep(metrics, best, improved):
-            if callback is not None:
-                callback(EpochFinished(metrics, best, improved))
+    @epoch.setter
+    def epoch(self, value: int) -> None:
+        self.chain.sweep = value
 
-        notes: dict = {}
-        report = BudgetReport(config.time_budget) if deadline.limited else None
-        ranking_wanted = config.ranking == "ease" and has_validation
-        reserve = (ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users,
-                                   choose_lambda=not config.ease_regularisation)
-                   if ranking_wanted and deadline.limited else 0.0)
-        refitting = config.refit and has_validation
-        chain = run_chain(
-            config, splits.train, splits.validation, config.epochs, clip, on_sweep,
-            deadline.share(0.5 if refitting else 1.0, reserve),
-        )
-        history, best_sweep = chain.history, chain.best_sweep
-        out_of_time = chain.out_of_time
-        if report is not None:
-            report.trained.append(
-                f"{len(history)} of {config.epochs} sweeps"
-                + (" (the budget ended the chain)" if chain.out_of_time else "")
-                + f", burn-in {chain.burn_in}"
-            )
-        selected = model_from_samples(
-            chain.samples, float(splits.train.data.mean()), config, ds.n_movies, clip
-        )
-        ranking = budgeted_ranking(
-            config, selected, splits.train, splits.validation, scale.relevance_threshold(),
-            n_users=ds.n_users, deadline=deadline, report=report, callback=callback,
-        )
-        if ranking is not None:
-            *ranking, notes["ranking"] = ranking
-        # what the refit trains on and the ranking head reads: all non-test ratings
-        known = (union_rows(splits.train, splits.validation)
-                 if refitting or ranking is not None else None)
-        best = {**history[best_sweep - 1].to_dict(), "bad_epochs": len(history) - best_sweep,
-                "sweeps": [m.to_dict() for m in history], **notes}
+    estimate_memory = staticmethod(bayesian_memory)
 
-        def payload(kind: str, model, stats_of, extra: dict | None = None) -> dict:
-            return build_payload(
-                kind=kind, model=model, config=config, epoch=best_sweep,
-                history=[m.to_dict() for m in history[:best_sweep]],
-                best={**best, **(extra or {})}, dataset_info=dataset_info,
-                user_ids=ds.user_ids, movie_ids=ds.movie_ids, titles=ds.titles, years=ds.years,
-                scale=scale, stats=stats_of, split=splits.params,
-            )
+    def always_finish(self, ctx: RunContext) -> bool:
+        return True  # the model is built from the kept samples
 
-        final, final_stats = selected, stats
+    def before_epoch(self, clock: EpochClock) -> None:
+        self.chain.plan(clock)
+
+    def train_epoch(self) -> tuple[float, float]:
+        return self.chain.step()
+
+    def validate(self) -> tuple[float, float]:
+        return self.chain.validate()
+
+    def end_epoch(self, metrics: EpochMetrics) -> bool:
+        return self.chain.sampled
+
+    def select_without_validation(self, metrics: EpochMetrics,
+                                  best: EpochMetrics | None) -> bool:
+        return True  # the latest sample average
+
+    def snapshot(self) -> list:
+        return self.chain.samples()
+
+    def model(self, snapshot: list) -> RatingModel:
+        return model_from_samples(snapshot, float(self.ctx.splits.train.data.mean()),
+                                  self.config, self.ctx.dataset.n_movies, self.ctx.clip)
+
+    def refit_cost(self, epochs: int, history: list[EpochMetrics],
+                   ranking_fit: float) -> tuple[float, str]:
         # a refit worth running: the sweeps that fit must get past the burn-in
-        sweep_seconds = max(m.seconds for m in history[-3:]) * known.nnz / max(
-            splits.train.nnz, 1) if refitting else 0.0
-        fit_seconds = reserve * 0.25 if ranking is not None else 0.0
-        if refitting and not deadline.allows((chain.burn_in + 2) * sweep_seconds + fit_seconds):
-            report.skipped.append(
-                f"the refit on training + validation ratings (needs ~{best_sweep} sweeps of "
-                f"~{sweep_seconds:.1f} s; {deadline.remaining():.0f} s left)"
-            )
-            refitting = False
-        if refitting:
-            save_checkpoint(payload("selected", selected, stats), paths[SELECTED_FILE])
-            if callback is not None:
-                callback(StageStarted(
-                    "refit", f"up to {best_sweep} sweeps on training + validation ratings"))
-            refit_chain = run_chain(
-                config.replace(burn_in=chain.burn_in), known, None, best_sweep, clip,
-                deadline=deadline.share(1.0, fit_seconds),
-            )
-            final = model_from_samples(
-                refit_chain.samples, float(known.data.mean()), config, ds.n_movies, clip
-            )
-            final_stats = TrainingStats.from_matrix(known)
-            done = len(refit_chain.history)
-            notes["refit"] = {"epochs": done, "train_ratings": int(known.nnz)}
-            if report is not None:
-                report.trained.append(
-                    f"refit: {done} of {best_sweep} sweeps on training + validation ratings"
-                    + (" (the budget ended it)" if refit_chain.out_of_time else "")
-                )
-            out_of_time = out_of_time or refit_chain.out_of_time
-        if ranking is not None:
-            final = with_ranking(final, known, *ranking)
-        if report is not None:
-            report.seconds_used = time.perf_counter() - start_time
-            notes["budget"] = report.to_dict()
-        final_payload = payload("best", final, final_stats, {**notes, "finished": True})
-        save_checkpoint(final_payload, paths[BEST_FILE])
-        save_checkpoint({**final_payload, "kind": "last"}, paths[LAST_FILE])
-        write_metrics_csv(paths[METRICS_FILE], history)
-        plot_learning_curve(paths[CURVE_FILE], history, title=out_dir.name)
+        known, train = self.ctx.known, self.ctx.splits.train
+        sweep_seconds = max(m.seconds for m in history[-3:]) * known.nnz / max(train.nnz, 1)
+        return (self.chain.burn_in + 2) * sweep_seconds + ranking_fit, (
+            f"the refit on training + validation ratings (needs ~{epochs} sweeps of "
+            f"~{sweep_seconds:.1f} s; {self.ctx.deadline.remaining():.0f} s left)"
+        )
 
-    best_i = best_sweep - 1
-    result = TrainResult(
-        run_dir=out_dir, config=config, best_epoch=best_sweep, epochs_completed=len(history),
-        best_train_loss=_min([m.train_loss for m in history]),
-        best_train_rmse=_min([m.train_rmse for m in history]),
-        best_val_loss=history[best_i].val_loss, best_val_rmse=history[best_i].val_rmse,
-        baseline_val_rmse=baseline_val_rmse, seconds=time.perf_counter() - start_time,
-        stopped_early=len(history) < config.epochs and not out_of_time, warnings=[],
-        history=history, batches_per_epoch=1, config_path=paths[CONFIG_FILE],
-        metrics_path=paths[METRICS_FILE], curve_path=paths[CURVE_FILE],
-        best_checkpoint=paths[BEST_FILE], last_checkpoint=paths[LAST_FILE],
-        selected_checkpoint=(
-            paths[SELECTED_FILE] if paths[SELECTED_FILE].is_file() else paths[BEST_FILE]
-        ),
-        notes=notes,
-    )
-    if callback is not None:
-        callback(RunFinished(result))
-    return result
+    def refit_detail(self, epochs: int) -> str:
+        return f"up to {epochs} sweeps on training + validation ratings"
+
+    def refit(self, epochs: int, history: list[EpochMetrics], deadline: Deadline) -> Refit:
+        """A fresh chain of the selected number of sweeps (as many as fit before
+        ``deadline``) on training + validation ratings, with the selection chain's burn-in."""
+        known = self.ctx.known
+        chain = Chain(self.config.replace(burn_in=self.chain.burn_in), known, None, epochs,
+                      self.ctx.clip, self.ctx.device)
+        clock = EpochClock(deadline)
+        out_of_time = False
+        while chain.sweep < epochs:
+            if not clock.next_fits():
+                out_of_time = True
+                break
+            chain.plan(clock)
+            start = time.perf_counter()
+            chain.step()
+            clock.record(time.perf_counter() - start)
+        model = model_from_samples(chain.samples(), float(known.data.mean()), self.config,
+                                   self.ctx.dataset.n_movies, self.ctx.clip)
+        return Refit(model, chain.sweep,
+                     f"refit: {chain.sweep} of {epochs} sweeps on training + validation ratings"
+                     + (" (the budget ended it)" if out_of_time else ""), out_of_time)
+
+    def best_extras(self, history: list[EpochMetrics]) -> dict:
+        return {"sweeps": [m.to_dict() for m in history]}
+
+    def saved_history(self, saved: dict) -> list[dict]:
+        return list(saved["best"]["sweeps"])
+
+    def trained_summary(self, history: list[EpochMetrics], out_of_time: bool) -> str:
+        return (f"{len(history)} of {self.total_epochs} sweeps"
+                + (" (the budget ended the chain)" if out_of_time else "")
+                + f", burn-in {self.chain.burn_in}")

@@ -18,6 +18,7 @@ resumes its unfinished members and skips the finished ones.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import math
 import re
@@ -27,20 +28,25 @@ from pathlib import Path
 import numpy as np
 from scipy.optimize import nnls
 
+from aerec.checkpoint import load_checkpoint
 from aerec.config import PRESETS, ConfigError, TrainConfig, resolve_config, write_text_atomic
+from aerec.metrics import clipped_rmse
+from aerec.model.base import RatingModel
 from aerec.model.ensemble import Ensemble
-from aerec.train.batching import union_rows
-from aerec.train.budget import BudgetReport, Deadline
-from aerec.checkpoint import TrainingStats, build_payload, load_checkpoint, save_checkpoint
-from aerec.train.events import Callback, MemberStarted, RunFinished, StageStarted
-from aerec.train.finish import (
-    budgeted_ranking,
-    ranking_seconds,
-    validation_predictions,
-    with_ranking,
+from aerec.train.budget import BudgetReport
+from aerec.train.events import MemberStarted, StageStarted
+from aerec.train.finish import validation_predictions
+from aerec.train.loop import (
+    BEST_FILE,
+    CURVE_FILE,
+    LAST_FILE,
+    METRICS_FILE,
+    Family,
+    RunContext,
+    TrainResult,
 )
+from aerec.train.memory import MemoryEstimate, estimate_memory
 from aerec.train.metrics_log import EpochMetrics, plot_member_curves
-from aerec.train.trainer import oriented
 
 #: Settings an ensemble imposes on every member (the data split and how to run).
 SHARED_FIELDS = (
@@ -71,143 +77,143 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", Path(name).stem if name.endswith(".toml") else name)
 
 
-def train_ensemble(
-    config: TrainConfig, ds, splits, dataset_info: dict, out_dir: Path, resume: bool,
-    callback: Callback | None, start_time: float, deadline: Deadline | None = None,
-):
-    """Train every member, then write the ensemble's ``best.pt`` / ``last.pt`` (identical),
-    ``config.toml``, ``members.csv`` and ``learning_curve.png`` (the members' validation
-    curves). Returns a :class:`~aerec.train.run.TrainResult` whose validation figures are the
-    ensemble's.
+class EnsembleFamily(Family):
+    """An ensemble of complete member runs (``members = [...]``) for the run loop: not
+    epoch-wise — :meth:`train_all` trains the members, then the weights are chosen on the
+    validation split; the loop adds the ranking head and writes the run directory."""
 
-    Under a ``deadline`` each member gets an equal share of what is left when it starts
-    (after the ranking head's expected cost is kept back); members that no longer fit are
-    skipped and reported, and the ensemble is made of those that were trained."""
-    from aerec.train.run import (
-        BEST_FILE,
-        CONFIG_FILE,
-        CURVE_FILE,
-        LAST_FILE,
-        METRICS_FILE,
-        TrainResult,
-        train,
-    )
+    epoch_wise = False
+    refits = False  # each member refits itself (``refit`` is shared with the members)
+    batches_per_epoch = 0
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    config.save_toml(out_dir / CONFIG_FILE)
-    scale = ds.scale
-    clip = (scale.minimum, scale.maximum)
-    deadline = deadline or Deadline()
-    report = BudgetReport(config.time_budget) if deadline.limited else None
-    # under a budget each member gets an equal share of what is left when it starts, after
-    # the ensemble's own ranking head is kept back
-    reserve = (ranking_seconds(int(splits.train.nnz), ds.n_movies, ds.n_users,
-                                   choose_lambda=not config.ease_regularisation)
-               if config.ranking == "ease" and deadline.limited else 0.0)
-    results, names = [], []
-    for number, name in enumerate(config.members, start=1):
-        run_dir = out_dir / MEMBERS_DIR / f"{number}-{_slug(name)}"
-        left = len(config.members) - number + 1
-        if results and not deadline.allows(reserve + 1.0):
-            report.skipped.append(f"member {name} (no time left)")
-            continue
-        if callback is not None:
-            callback(MemberStarted(number, len(config.members), name, run_dir))
-        result = train(
-            ds, run_dir, member_config(name, config),
-            resume=(run_dir / LAST_FILE).is_file(), callback=callback,
-            deadline=deadline.share(1.0 / left, reserve),
-        )
-        results.append(result)
-        names.append(name)
-        if report is not None:
-            budget = result.notes.get("budget", {})
-            report.trained += [f"{name}: {t}" for t in budget.get("trained", [])]
-            report.skipped += [f"{name}: {t}" for t in budget.get("skipped", [])]
-    selected = [_rating_model(load_checkpoint(r.selected_checkpoint).model) for r in results]
-    item_rows = None
-    for model in selected:  # item models: movie codes from training ratings only (honest)
-        if getattr(model, "orientation", "user") == "item":
-            item_rows = oriented(splits.train, "item") if item_rows is None else item_rows
-            model.prepare_inference(item_rows)
-    has_validation = splits.validation.nnz > 0
-    member_val, val_rmse = [math.nan] * len(selected), math.nan
-    weights = np.full(len(selected), 1.0 / len(selected))
-    fitted = config.ensemble_weights == "fitted" and has_validation
-    notes: dict = {"members": [str(r.run_dir) for r in results]}
-    if has_validation:
-        if callback is not None:
-            callback(StageStarted("weights", f"{len(selected)} members on validation ratings"))
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx, self.config = ctx, ctx.config
+        self.results: list = []
+        self.names: list[str] = []
+        self.member_val: list[float] = []
+        self.weights = np.zeros(0)
+        self.fitted = False
+        self.notes: dict = {}
+
+    @staticmethod
+    def estimate_memory(config: TrainConfig, n_users: int, n_movies: int,
+                        n_ratings: int) -> MemoryEstimate:
+        """The largest member's (members train one after another)."""
+        estimates = [estimate_memory(member_config(name, config), n_users, n_movies, n_ratings)
+                     for name in config.members]
+        return max(estimates, key=lambda e: e.bytes)
+
+    def always_finish(self, ctx: RunContext) -> bool:
+        return True  # the ensemble's checkpoint is written at the end
+
+    def train_all(self, ctx: RunContext, report: BudgetReport | None) -> tuple[list, list]:
+        """Train every member (each gets an equal share of what is left under a budget),
+        then fit the weights on the validation ratings. Returns ``([metrics], selected
+        members)``: one row of metrics for the ensemble, and the members' selected models
+        (training data only)."""
+        from aerec.train.run import train
+
+        config, splits, deadline = self.config, ctx.splits, ctx.deadline
+        # under a budget each member gets an equal share of what is left when it starts,
+        # after the ensemble's own ranking head is kept back
+        reserve = ctx.ranking_reserve()
+        for number, name in enumerate(config.members, start=1):
+            run_dir = ctx.out_dir / MEMBERS_DIR / f"{number}-{_slug(name)}"
+            left = len(config.members) - number + 1
+            if self.results and not deadline.allows(reserve + 1.0):
+                report.skipped.append(f"member {name} (no time left)")
+                continue
+            ctx.announce(MemberStarted(number, len(config.members), name, run_dir))
+            result = train(
+                ctx.dataset, run_dir, member_config(name, config),
+                resume=(run_dir / LAST_FILE).is_file(), callback=ctx.callback,
+                deadline=deadline.share(1.0 / left, reserve),
+            )
+            self.results.append(result)
+            self.names.append(name)
+            if report is not None:
+                budget = result.notes.get("budget", {})
+                report.trained += [f"{name}: {t}" for t in budget.get("trained", [])]
+                report.skipped += [f"{name}: {t}" for t in budget.get("skipped", [])]
+        selected = [load_checkpoint(r.selected_checkpoint).model.rating_model()
+                    for r in self.results]
+        for model in selected:  # item models: movie codes from training ratings only (honest)
+            model.prepare_from_ratings(splits.train)
+        self.notes = {"members": [str(r.run_dir) for r in self.results]}
+        val_rmse = self._choose_weights(selected)
+        seconds = time.perf_counter() - ctx.start_time
+        return [EpochMetrics(1, math.nan, math.nan, val_rmse**2, val_rmse, seconds,
+                             math.nan)], selected
+
+    def _choose_weights(self, selected: list) -> float:
+        """The members' weights (equal, or fitted on the validation ratings); the ensemble's
+        validation RMSE (cross-fitted when fitted)."""
+        config, splits, clip = self.config, self.ctx.splits, self.ctx.clip
+        self.member_val = [math.nan] * len(selected)
+        self.weights = np.full(len(selected), 1.0 / len(selected))
+        self.fitted = config.ensemble_weights == "fitted" and self.ctx.has_validation
+        if not self.ctx.has_validation:
+            return math.nan
+        self.ctx.announce(StageStarted("weights",
+                                       f"{len(selected)} members on validation ratings"))
         truth = splits.validation.data.astype(np.float64)
         predictions = np.stack([  # known users by their trained rows, as the test is scored
             validation_predictions(m, splits.train, splits.validation, known=True)
             for m in selected
         ], axis=1)
-        member_val = [_rmse(p, truth, clip) for p in predictions.T]
-        if fitted:
-            weights, val_rmse, in_sample = fit_weights(
-                predictions, truth, clip, seed=config.split_seed
-            )
-            notes["weights"] = {"fitted": [round(float(w), 4) for w in weights],
-                                "validation_rmse_in_sample": round(in_sample, 6)}
-        else:
-            val_rmse = _rmse(predictions @ weights, truth, clip)
-    selected_ensemble = Ensemble(selected, weights, normalise=not fitted)
-    final = Ensemble(
-        [_rating_model(load_checkpoint(r.best_checkpoint).model) for r in results], weights,
-        normalise=not fitted,
-    )
-    refitted = config.refit and has_validation
-    known = union_rows(splits.train, splits.validation)
-    stats = TrainingStats.from_matrix(known if refitted else splits.train)
-    ranking = budgeted_ranking(
-        config, selected_ensemble, splits.train, splits.validation,
-        scale.relevance_threshold(), n_users=ds.n_users, deadline=deadline, report=report,
-        callback=callback,
-    )
-    if ranking is not None:
-        lam, alpha, notes["ranking"] = ranking
-        final = with_ranking(final, known, lam, alpha)
-    seconds = time.perf_counter() - start_time
-    if report is not None:
-        report.seconds_used = seconds
-        notes["budget"] = report.to_dict()
-    metrics = EpochMetrics(1, math.nan, math.nan, val_rmse**2, val_rmse, seconds, math.nan)
-    best = {**metrics.to_dict(), "bad_epochs": 0, "member_val_rmse": member_val,
-            **_plain(notes)}
-    payload = build_payload(
-        kind="best", model=final, config=config, epoch=1, history=[metrics.to_dict()],
-        best=best, dataset_info=dataset_info, user_ids=ds.user_ids, movie_ids=ds.movie_ids,
-        titles=ds.titles, years=ds.years, scale=scale, stats=stats, split=splits.params,
-    )
-    save_checkpoint(payload, out_dir / BEST_FILE)
-    save_checkpoint({**payload, "kind": "last"}, out_dir / LAST_FILE)
-    # no metrics.csv of its own (an ensemble has no epochs): members.csv, each member's
-    # metrics.csv, and one plot of the members' validation curves
-    (out_dir / METRICS_FILE).unlink(missing_ok=True)
-    _write_members(out_dir / MEMBERS_FILE, names, results, member_val, weights)
-    plot_member_curves(out_dir / CURVE_FILE, {n: r.history for n, r in zip(names, results)},
-                       title="members' validation RMSE")
-    result = TrainResult(
-        run_dir=out_dir, config=config, best_epoch=1, epochs_completed=1,
-        best_train_loss=math.nan, best_train_rmse=math.nan, best_val_loss=val_rmse**2,
-        best_val_rmse=val_rmse,
-        baseline_val_rmse=min((r.baseline_val_rmse for r in results), default=math.nan),
-        seconds=seconds, stopped_early=False,
-        warnings=[w for r in results for w in r.warnings], history=[metrics],
-        batches_per_epoch=0, config_path=out_dir / CONFIG_FILE,
-        metrics_path=out_dir / MEMBERS_FILE, curve_path=out_dir / CURVE_FILE,
-        best_checkpoint=out_dir / BEST_FILE, last_checkpoint=out_dir / LAST_FILE,
-        selected_checkpoint=out_dir / BEST_FILE,
-        notes={**notes, "member_summary": [
-            {"name": n, "val_rmse": float(v), "weight": float(w), "best_epoch": r.best_epoch,
-             "epochs": r.epochs_completed, "seconds": r.seconds}
-            for n, r, v, w in zip(names, results, member_val, weights)
-        ]},
-    )
-    if callback is not None:
-        callback(RunFinished(result))
-    return result
+        self.member_val = [clipped_rmse(p, truth, clip) for p in predictions.T]
+        if not self.fitted:
+            return clipped_rmse(predictions @ self.weights, truth, clip)
+        self.weights, val_rmse, in_sample = fit_weights(
+            predictions, truth, clip, seed=config.split_seed
+        )
+        self.notes["weights"] = {"fitted": [round(float(w), 4) for w in self.weights],
+                                 "validation_rmse_in_sample": round(in_sample, 6)}
+        return val_rmse
+
+    def model(self, snapshot: list) -> RatingModel:
+        return Ensemble(snapshot, self.weights, normalise=not self.fitted)
+
+    def finalize(self, selected: RatingModel) -> dict:
+        return dict(self.notes)
+
+    def serving_model(self, selected: RatingModel) -> tuple[RatingModel, bool]:
+        """The members' own final models (refitted when ``refit``), with the same weights."""
+        final = Ensemble(
+            [load_checkpoint(r.best_checkpoint).model.rating_model() for r in self.results],
+            self.weights, normalise=not self.fitted,
+        )
+        return final, self.config.refit and self.ctx.has_validation
+
+    def best_extras(self, history: list[EpochMetrics]) -> dict:
+        return {"member_val_rmse": self.member_val}
+
+    def write_outputs(self, ctx: RunContext, history: list[EpochMetrics]) -> None:
+        # no metrics.csv of its own (an ensemble has no epochs): members.csv, each member's
+        # metrics.csv, and one plot of the members' validation curves
+        ctx.path(METRICS_FILE).unlink(missing_ok=True)
+        _write_members(ctx.path(MEMBERS_FILE), self.names, self.results, self.member_val,
+                       self.weights)
+        plot_member_curves(ctx.path(CURVE_FILE),
+                           {n: r.history for n, r in zip(self.names, self.results)},
+                           title="members' validation RMSE")
+
+    def result(self, ctx: RunContext, result: TrainResult) -> TrainResult:
+        val_rmse = result.history[0].val_rmse
+        return dataclasses.replace(
+            result, best_epoch=1, epochs_completed=1, best_train_loss=math.nan,
+            best_train_rmse=math.nan, best_val_loss=val_rmse**2, best_val_rmse=val_rmse,
+            baseline_val_rmse=min((r.baseline_val_rmse for r in self.results),
+                                  default=math.nan),
+            stopped_early=False, warnings=[w for r in self.results for w in r.warnings],
+            batches_per_epoch=0, metrics_path=ctx.path(MEMBERS_FILE),
+            selected_checkpoint=ctx.path(BEST_FILE),
+            notes={**result.notes, "member_summary": [
+                {"name": n, "val_rmse": float(v), "weight": float(w), "best_epoch": r.best_epoch,
+                 "epochs": r.epochs_completed, "seconds": r.seconds}
+                for n, r, v, w in zip(self.names, self.results, self.member_val, self.weights)
+            ]},
+        )
 
 
 def fit_weights(
@@ -233,22 +239,8 @@ def fit_weights(
             crossed[score_rows] = predictions[score_rows] @ fit(fit_rows)
         else:
             crossed[score_rows] = predictions[score_rows] @ weights
-    return weights, _rmse(crossed, truth, clip), _rmse(predictions @ weights, truth, clip)
-
-
-def _rmse(predicted: np.ndarray, truth: np.ndarray, clip: tuple[float, float]) -> float:
-    return float(np.sqrt(np.mean((np.clip(predicted, *clip) - truth) ** 2)))
-
-
-def _rating_model(model):
-    """A member's rating model (a member's own ranking head is not used by the ensemble)."""
-    return getattr(model, "base", model) if hasattr(model, "rank_dense") else model
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    return value
+    in_sample = clipped_rmse(predictions @ weights, truth, clip)
+    return weights, clipped_rmse(crossed, truth, clip), in_sample
 
 
 def _write_members(path: Path, names, results, member_val: list[float], weights) -> None:

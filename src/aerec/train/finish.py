@@ -1,13 +1,5 @@
 """After the epochs: turning the selected epoch into the model that is saved and served.
 
-* :func:`select_fold_in_scale` — an item-based model scores a user by folding their ratings
-  in (a ridge regression on the movie codes, see :mod:`aerec.model.item_autoencoder`); its
-  penalty is ``scale × N · weight_decay / 2``, the scale chosen by validation RMSE (ratings of
-  validation users predicted from their training ratings through the prediction API).
-* :func:`refit` — the same configuration retrained from scratch on training + validation
-  ratings for the selected number of epochs, with the learning rate of each epoch replayed
-  from the selection run. The selection (epoch count, every hyper-parameter) came from the
-  validation split; the refit only gives the chosen recipe 1/9 more data.
 * :func:`choose_ranking` / :func:`with_ranking` — an optional ranking head for top-N lists
   (EASE blended with the predicted rating, :mod:`aerec.model.ranked`), its λ and blend weight
   chosen on validation.
@@ -23,34 +15,16 @@ import scipy.sparse as sp
 import torch
 
 from aerec.config import TrainConfig
-from aerec.metrics import RankingAccumulator, top_k_items
+from aerec.metrics import RankingAccumulator, clipped_rmse, top_k_items
+from aerec.model.base import csr_arrays
 from aerec.model.ease import DEFAULT_EASE_REGULARISATION_GRID, EASE, relevant_entries
 from aerec.model.ranked import RankedModel
 from aerec.train.batching import users_with_ratings
 from aerec.train.budget import BudgetReport, Deadline
-from aerec.train.errors import TrainingDiverged
 from aerec.train.events import Callback, StageStarted
-from aerec.train.metrics_log import EpochMetrics
-from aerec.train.trainer import Trainer, build_model, oriented
 
-#: Multiples of the training-implied fold-in penalty tried on the validation split.
-FOLD_IN_SCALES: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
-#: At most this many validation users score the fold-in scales (bounds the cost).
-MAX_FOLD_IN_USERS = 3000
 #: Users per prediction batch in :func:`prediction_rmse`.
 PREDICT_BATCH = 256
-
-
-def base_fold_in_l2(config: TrainConfig, n_ratings: int) -> float:
-    """The penalty one decoder row carries in the training objective: ``N · weight_decay / 2``.
-
-    Training minimises the mean squared error over N ratings plus ``weight_decay / 2 · ‖θ‖²``;
-    multiplied by N, a user's row sees ``Σ (error²) + (N · weight_decay / 2) ‖row‖²``.
-    With ``config.l2`` this is ``l2 / 2`` on any dataset. Falls back to 1 without weight decay
-    (a ridge needs some penalty).
-    """
-    value = n_ratings * config.effective_weight_decay(n_ratings) / 2.0
-    return value if value > 0 else 1.0
 
 
 @torch.no_grad()
@@ -76,7 +50,7 @@ def validation_predictions(
         rows = np.repeat(np.arange(len(batch)), np.diff(wanted.indptr))
         arrays = (given.indptr.astype(np.int64), given.indices.astype(np.int64),
                   given.data.astype(np.float32))
-        if known and hasattr(model, "predict_known"):
+        if known:
             dense = model.predict_known(batch, *arrays).double().cpu().numpy()
             out.append(dense[rows, wanted.indices])
         else:
@@ -101,71 +75,7 @@ def prediction_rmse(
         return math.nan
     chosen = np.arange(targets.shape[0]) if users is None else np.asarray(users, np.int64)
     truth = targets[chosen].data.astype(np.float64)
-    if clip is not None:
-        predicted = np.clip(predicted, *clip)
-    return math.sqrt(float(np.mean((predicted - truth) ** 2)))
-
-
-def select_fold_in_scale(
-    model: torch.nn.Module,
-    train: sp.csr_matrix,
-    validation: sp.csr_matrix,
-    base_l2: float,
-    clip: tuple[float, float] | None,
-    *,
-    scales: tuple[float, ...] = FOLD_IN_SCALES,
-    seed: int = 0,
-) -> tuple[float, dict[float, float]]:
-    """Choose the fold-in penalty multiple of an item-based ``model`` on the validation split.
-
-    The movie codes come from ``train`` only (the model is left prepared that way); each
-    validation user's training ratings are folded in and their validation ratings predicted.
-    At most :data:`MAX_FOLD_IN_USERS` users (a seeded sample) are scored. Returns ``(best
-    scale, {scale: validation RMSE})``; ties go to the smaller scale.
-    """
-    model.prepare_inference(oriented(train, "item"), fold_in_l2=base_l2)
-    users = users_with_ratings(validation)
-    if len(users) > MAX_FOLD_IN_USERS:
-        rng = np.random.default_rng(seed)
-        users = np.sort(rng.choice(users, MAX_FOLD_IN_USERS, replace=False))
-    scores: dict[float, float] = {}
-    for scale in scales:
-        model.set_fold_in_l2(scale * base_l2)
-        scores[float(scale)] = prediction_rmse(model, train, validation, clip, users)
-    finite = {s: v for s, v in scores.items() if math.isfinite(v)}
-    best = min(finite, key=lambda s: (finite[s], s)) if finite else 1.0
-    return best, scores
-
-
-def refit(
-    config: TrainConfig,
-    known: sp.csr_matrix,
-    history: list[EpochMetrics],
-    epochs: int,
-    *,
-    n_movies: int,
-    n_users: int,
-    clip: tuple[float, float] | None,
-    device: torch.device,
-) -> torch.nn.Module:
-    """Train ``config`` from scratch on ``known`` (training + validation ratings) for
-    ``epochs`` epochs, epoch ``e`` at the learning rate the selection run used (``history``),
-    with the same seed. Raises :class:`TrainingDiverged` if it blows up."""
-    model = build_model(config, n_movies, n_users, clip)
-    replay = config.replace(lr_schedule="none", patience=0)
-    empty = sp.csr_matrix(known.shape, dtype=np.float32)
-    trainer = Trainer(model, replay, known, empty, clip=clip, device=device)
-    for metrics in history[:epochs]:
-        lr = metrics.lr if math.isfinite(metrics.lr) else config.lr
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = lr
-        trainer.train_epoch()
-    if not trainer.parameters_finite():
-        raise TrainingDiverged(
-            trainer.epoch, trainer.batches_per_epoch, trainer.batches_per_epoch,
-            math.inf, trainer.loss_limit, config.lr,
-        )
-    return model
+    return clipped_rmse(predicted, truth, clip)
 
 
 #: Blend weights α of the predicted rating tried in the ranking score.
@@ -267,11 +177,9 @@ def choose_ranking(
         for start in range(0, len(users), PREDICT_BATCH):
             batch = users[start : start + PREDICT_BATCH]
             given = train[batch]
-            implicit = ease.score_users(batch, given)
-            ratings = selected.predict_dense(
-                given.indptr.astype(np.int64), given.indices.astype(np.int64),
-                given.data.astype(np.float32),
-            ).float().cpu().numpy()
+            arrays = csr_arrays(given)
+            implicit = ease.predict_dense(*arrays).numpy()
+            ratings = selected.predict_dense(*arrays).float().cpu().numpy()
             for a, accumulator in zip(weights, accumulators):
                 top = top_k_items(implicit + a * ratings if a else implicit, 10, given)
                 accumulator.update_from_items(top, relevant[batch])

@@ -50,7 +50,9 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} PB"  # pragma: no cover
 
 
-def _autoencoder(config: TrainConfig, n_users: int, n_movies: int) -> MemoryEstimate:
+def autoencoder_memory(config: TrainConfig, n_users: int, n_movies: int,
+                       n_ratings: int = 0) -> MemoryEstimate:
+    """An autoencoder's parameters, optimiser state and activations."""
     item = config.orientation == "item"
     n_columns, n_rows = (n_users, n_movies) if item else (n_movies, n_users)
     layers = list(config.layers)
@@ -87,8 +89,9 @@ def _autoencoder(config: TrainConfig, n_users: int, n_movies: int) -> MemoryEsti
     )
 
 
-def _bayesian(config: TrainConfig, n_users: int, n_movies: int,
-              n_ratings: int) -> MemoryEstimate:
+def bayesian_memory(config: TrainConfig, n_users: int, n_movies: int,
+                    n_ratings: int) -> MemoryEstimate:
+    """A Gibbs chain's state and its kept posterior samples."""
     d, kept = config.factors, config.kept_samples
     per_sample = n_movies * d + d + d * d + n_movies
     samples = 2 * kept * per_sample * FLOAT64  # the best sweep's set and the running set
@@ -115,19 +118,16 @@ def _wants_cuda(config: TrainConfig) -> bool:
 def estimate_memory(config: TrainConfig, n_users: int, n_movies: int,
                     n_ratings: int) -> MemoryEstimate:
     """The memory training ``config`` needs on data of this shape (``n_ratings`` training
-    ratings); an ensemble's is its largest member's. ``model = "auto"`` is planned first by
-    :func:`aerec.train.train`; here it counts as nothing."""
-    if config.members:
-        from aerec.train.ensemble import member_config
-
-        estimates = [estimate_memory(member_config(name, config), n_users, n_movies, n_ratings)
-                     for name in config.members]
-        return max(estimates, key=lambda e: e.bytes)
-    if config.model == "bayesian-mf":
-        return _bayesian(config, n_users, n_movies, n_ratings)
-    if config.model == "auto":
+    ratings), as the model's family estimates it (an ensemble's is its largest member's).
+    ``model = "auto"`` is planned first by :func:`aerec.train.train`; here it counts as
+    nothing."""
+    if config.model == "auto":  # a plan, not a model yet
         return MemoryEstimate(0, "auto", "")
-    return _autoencoder(config, n_users, n_movies)
+    from aerec.model.base import trainer_for
+    from aerec.train.families import family_kind
+
+    return trainer_for(family_kind(config)).estimate_memory(config, n_users, n_movies,
+                                                            n_ratings)
 
 
 def _read_int(path: str) -> int | None:

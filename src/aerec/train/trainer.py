@@ -1,9 +1,10 @@
-"""The trainer: one model's optimisation over a training and a validation matrix.
+"""The autoencoder family's trainer: one network's optimisation over a training and a
+validation matrix.
 
 :class:`Trainer` owns the optimiser, the learning-rate schedule and the random streams
 (user shuffling, dropout masks). :meth:`Trainer.train_epoch` makes one pass over the training
-users in sparse batches; :meth:`Trainer.validate` scores held-out ratings. Files, checkpoints and
-the epoch loop live in :mod:`aerec.train.run`.
+users in sparse batches; :meth:`Trainer.validate` scores held-out ratings.
+:class:`aerec.train.autoencoder.AutoEncoderFamily` is what the run loop drives.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class Trainer:
         device: torch.device | str = "cpu",
         callback: Callback | None = None,
     ) -> None:
-        orientation = getattr(model, "orientation", "user")
+        orientation = model.orientation
         expected = (model.n_columns, model.n_movies) if orientation == "item" else (
             None, model.n_movies
         )
@@ -348,3 +349,4 @@ class Trainer:
 
 def _max_abs(matrix: sp.csr_matrix) -> float:
     return float(np.abs(matrix.data).max()) if matrix.nnz else 1.0
+

@@ -21,17 +21,18 @@ import numpy as np
 import pytest
 import torch
 
-from aerec.cli import main
-from aerec.config import TrainConfig
-from aerec.train import load_checkpoint, train
 from aerec.checkpoint import (
     DIGEST_KEY,
     CheckpointError,
+    load_checkpoint,
     payload_digest,
     read_payload,
     remove_stale_temporaries,
     save_checkpoint,
 )
+from aerec.cli import main
+from aerec.config import TrainConfig
+from aerec.train import train
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
+from aerec.checkpoint import TrainingStats, load_checkpoint
 from aerec.data.splits import make_splits
 from aerec.data.store import load_dataset
-from aerec.train import load_checkpoint, train
-from aerec.checkpoint import TrainingStats
+from aerec.train import train
 
 from .conftest import N_MOVIES
 
