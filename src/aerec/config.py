@@ -182,6 +182,12 @@ class _Flat:
         kind = self.kind
         return None if kind is None else self.section(_family_class(kind))
 
+    def describe(self) -> str:
+        """One line that says what this configuration trains (its family's words)."""
+        if self.kind is None:
+            return "auto: the models are chosen from the data's shape and the time budget"
+        return type(self.family).describe(self)
+
     def stored(self) -> dict[str, Any]:
         """:meth:`to_dict` restricted to the settings that apply (:meth:`sections`): what a
         checkpoint and a run's ``config.toml`` keep. Loading it back gives the same run (the

@@ -162,30 +162,10 @@ class TrainDisplay:
 
 
 def _describe(config: TrainConfig) -> str:
-    """One line that says what ``config`` trains."""
+    """One line that says what ``config`` trains, and its time budget."""
     budget = (f", time budget {format_duration(config.time_budget)}"
               if config.time_budget else "")
-    if config.model == "auto":
-        return ("auto: the models are chosen from the data's shape and the time budget"
-                + budget)
-    if config.members:
-        return (f"ensemble of {', '.join(config.members)} ({config.ensemble_weights} weights"
-                + (", refitted" if config.refit else "")
-                + (", EASE ranking head" if config.ranking == "ease" else "") + ")" + budget)
-    if config.model == "bayesian-mf":
-        extras = [name for name, on in (("robust noise", config.noise_scales > 0),
-                                        ("audience prior", config.audience_prior)) if on]
-        return (f"Bayesian MF, {config.factors} factors"
-                + "".join(f", {e}" for e in extras)
-                + f", up to {config.epochs} Gibbs sweeps (burn-in {config.burn_in}), "
-                f"seed {config.seed}" + (", refitted" if config.refit else "") + budget)
-    layers = "-".join(str(w) for w in config.layers)
-    return (
-        f"layers {layers}, {config.activation}, dropout {config.dropout:g}, "
-        f"{config.optimizer} lr {config.lr:g} (weight decay {config.weight_decay:g}), "
-        f"batch {config.batch_size}, {config.epochs} epochs, seed {config.seed}"
-        + (f", {config.orientation}-based" if config.orientation != "user" else "") + budget
-    )
+    return config.describe() + budget
 
 
 def _summary(result: TrainResult) -> None:

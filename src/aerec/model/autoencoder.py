@@ -154,6 +154,17 @@ class AutoEncoderConfig:
     divergence_factor: float = 100.0
 
     @staticmethod
+    def describe(c: Any) -> str:
+        """One line that says what the flat config ``c`` trains."""
+        layers = "-".join(str(w) for w in c.layers)
+        return (
+            f"layers {layers}, {c.activation}, dropout {c.dropout:g}, "
+            f"{c.optimizer} lr {c.lr:g} (weight decay {c.weight_decay:g}), "
+            f"batch {c.batch_size}, {c.epochs} epochs, seed {c.seed}"
+            + (f", {c.orientation}-based" if c.orientation != "user" else "")
+        )
+
+    @staticmethod
     def problems(c: Any) -> Iterator[str]:
         """What is wrong with the autoencoder settings of the flat config ``c``."""
         if not c.layers or any(w < 1 for w in c.layers):

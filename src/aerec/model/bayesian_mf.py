@@ -77,6 +77,15 @@ class BayesianMFConfig:
     kept_samples: int = 32
 
     @staticmethod
+    def describe(c: Any) -> str:
+        """One line that says what the flat config ``c`` trains."""
+        extras = [name for name, on in (("robust noise", c.noise_scales > 0),
+                                        ("audience prior", c.audience_prior)) if on]
+        return (f"Bayesian MF, {c.factors} factors" + "".join(f", {e}" for e in extras)
+                + f", up to {c.epochs} Gibbs sweeps (burn-in {c.burn_in}), seed {c.seed}"
+                + (", refitted" if c.refit else ""))
+
+    @staticmethod
     def problems(c: Any) -> Iterator[str]:
         """What is wrong with the Bayesian settings of the flat config ``c``."""
         if not (c.init_scale > 0 and math.isfinite(c.init_scale)):

@@ -36,6 +36,13 @@ class EnsembleConfig:
     ensemble_weights: str = "equal"
 
     @staticmethod
+    def describe(c: Any) -> str:
+        """One line that says what the flat config ``c`` trains."""
+        return (f"ensemble of {', '.join(c.members)} ({c.ensemble_weights} weights"
+                + (", refitted" if c.refit else "")
+                + (", EASE ranking head" if c.ranking == "ease" else "") + ")")
+
+    @staticmethod
     def problems(c: Any) -> Iterator[str]:
         """What is wrong with the ensemble settings of the flat config ``c``."""
         if c.ensemble_weights not in ENSEMBLE_WEIGHT_NAMES:
