@@ -111,8 +111,6 @@ class EnsembleFamily(Family):
         then fit the weights on the validation ratings. Returns ``([metrics], selected
         members)``: one row of metrics for the ensemble, and the members' selected models
         (training data only)."""
-        from aerec.train.run import train
-
         config, splits, deadline = self.config, ctx.splits, ctx.deadline
         # under a budget each member gets an equal share of what is left when it starts,
         # after the ensemble's own ranking head is kept back
@@ -124,7 +122,7 @@ class EnsembleFamily(Family):
                 report.skipped.append(f"member {name} (no time left)")
                 continue
             ctx.announce(MemberStarted(number, len(config.members), name, run_dir))
-            result = train(
+            result = ctx.train_run(
                 ctx.dataset, run_dir, member_config(name, config),
                 resume=(run_dir / LAST_FILE).is_file(), callback=ctx.callback,
                 deadline=deadline.share(1.0 / left, reserve),

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -111,6 +112,9 @@ class RunContext:
     device: torch.device
     deadline: Deadline
     start_time: float
+    #: ``train(dataset, out_dir, config, *, resume, callback, deadline)`` — a whole run, for
+    #: families made of runs (an ensemble's members).
+    train_run: Callable[..., TrainResult] | None = None
 
     @property
     def clip(self) -> tuple[float, float]:

@@ -123,11 +123,9 @@ def estimate_memory(config: TrainConfig, n_users: int, n_movies: int,
     nothing."""
     if config.model == "auto":  # a plan, not a model yet
         return MemoryEstimate(0, "auto", "")
-    from aerec.model.base import trainer_for
-    from aerec.train.families import family_kind
+    from aerec.model.base import kind_of, trainer_for
 
-    return trainer_for(family_kind(config)).estimate_memory(config, n_users, n_movies,
-                                                            n_ratings)
+    return trainer_for(kind_of(config)).estimate_memory(config, n_users, n_movies, n_ratings)
 
 
 def _read_int(path: str) -> int | None:

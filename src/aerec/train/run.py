@@ -161,7 +161,7 @@ def train(
     torch.set_num_threads(config.threads or available_cores())
     try:
         ctx = RunContext(config, ds, splits, dataset_info, out_dir, callback,
-                         resolve_device(config.device), deadline, start_time)
+                         resolve_device(config.device), deadline, start_time, train_run=train)
         family = trainer_for(family_kind(config))(ctx)
         return run_family(family, ctx, saved)
     finally:
