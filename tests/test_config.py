@@ -229,3 +229,19 @@ def test_config_errors_are_one_line_at_the_cli(tmp_path, capsys):
               "--seed", "-1"])
     assert "seed must be ≥ 0, got -1" in capsys.readouterr().err
     assert not (tmp_path / "run").exists()
+
+
+def test_explicit_epochs_clear_a_presets_step_budget(tmp_path):
+    """``steps`` > 0 replaces ``epochs``: an ``epochs`` asked for over a preset's step budget
+    used to be silently ignored (``--preset item --epochs 3`` trained 250 steps)."""
+    assert PRESETS["item"].steps > 0
+    config = resolve_config("item", overrides={"epochs": 3})
+    assert (config.epochs, config.steps) == (3, 0)
+    path = tmp_path / "c.toml"
+    path.write_text('preset = "item"\nepochs = 7\n')
+    assert (resolve_config(path=path).epochs, resolve_config(path=path).steps) == (7, 0)
+    # a layer that sets steps keeps them (a saved config.toml holds both and means its steps)
+    path.write_text('preset = "item"\nepochs = 7\nsteps = 90\n')
+    assert resolve_config(path=path).steps == 90
+    assert resolve_config(path=path, overrides={"steps": 40}).steps == 40
+    assert resolve_config("item", overrides={"epochs": None}).steps == PRESETS["item"].steps

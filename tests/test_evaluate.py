@@ -296,3 +296,98 @@ def test_baselines_on_ml100k_u1(ml100k_dir, tmp_path) -> None:
     # movies with few high ratings, so it does worse (a sanity check of the ranking path).
     assert results["popularity"].precision > 0.1
     assert results["popularity"].ndcg > results["bias baseline"].ndcg
+
+
+# ------------------------------------------------------------------ several runs, quality warnings
+
+
+def _row(name, kind, rmse=None, ndcg=None):
+    from aerec.evaluate import ModelResult
+
+    return ModelResult(name=name, kind=kind, rmse=rmse, ndcg=ndcg)
+
+
+def test_quality_warnings_name_the_models_below_a_baseline() -> None:
+    from aerec.evaluate import EvaluationReport, quality_warnings
+
+    report = EvaluationReport(
+        results=[_row("seed", "model", 1.049, 0.018), _row("auto", "model", 0.91, 0.19),
+                 _row("global mean", "baseline", 1.09), _row("bias baseline", "baseline",
+                                                             0.96, 0.04),
+                 _row("popularity", "baseline", None, 0.169)],
+        k=10, relevance_threshold=4.0, scale=SCALE, test_ratings=10, test_users=2,
+    )
+    warnings = quality_warnings(report)
+    assert len(warnings) == 1 and warnings[0].startswith("seed: test RMSE 1.0490")
+    assert "NDCG@10 0.0180" in warnings[0]
+    assert report.to_dict()["warnings"] == warnings
+    text = str(report)  # print(report): the table, then the warning
+    assert "bias baseline" in text and "0.9600" in text and text.endswith(warnings[0])
+
+
+def test_evaluate_runs_scores_several_runs_in_one_table(tiny_run, tmp_path) -> None:
+    import shutil
+
+    from aerec.evaluate import evaluate_run, evaluate_runs
+
+    copy = tmp_path / "again"
+    shutil.copytree(tiny_run, copy)
+    one = evaluate_run(tiny_run)
+    both = evaluate_runs([tiny_run, copy])
+    assert [r.name for r in both.results] == [
+        f"autoencoder ({tiny_run.name})", "autoencoder (again)", "global mean",
+        "bias baseline", "popularity",
+    ]
+    assert both.results[0].rmse == pytest.approx(one.results[0].rmse)
+    assert both.results[1].rmse == pytest.approx(one.results[0].rmse)
+    assert both.result("bias baseline").rmse == pytest.approx(one.result("bias baseline").rmse)
+    assert both.results[1].notes["run_dir"] == str(copy)
+    named = evaluate_runs([tiny_run, copy], names=["seed", "copy"])
+    assert [r.name for r in named.results[:2]] == ["seed", "copy"]
+    with pytest.raises(ValueError, match="2 names for 1 runs"):
+        evaluate_runs([tiny_run], names=["a", "b"])
+
+
+def test_runs_with_different_splits_are_refused_together(tiny_run, tmp_path) -> None:
+    from aerec.checkpoint import read_payload, save_checkpoint
+    from aerec.evaluate import evaluate_runs
+
+    other = tmp_path / "other"
+    other.mkdir()
+    payload = read_payload(tiny_run / "best.pt")
+    payload["split"] = {**payload["split"], "seed": 7}
+    payload.pop("digest", None)
+    save_checkpoint(payload, other / "best.pt")
+    with pytest.raises(ValueError, match="must share their dataset and split"):
+        evaluate_runs([tiny_run, other])
+
+
+def test_cli_evaluate_warns_under_the_table_and_records_it_for_recommend(tiny_run) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from aerec.cli import app
+    from aerec.evaluate import evaluate_run, quality_warnings
+    from aerec.quality import EVALUATION_FILE, quality_warning
+
+    expected = quality_warnings(evaluate_run(tiny_run))
+    result = CliRunner().invoke(app, ["evaluate", str(tiny_run)], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    assert (tiny_run / EVALUATION_FILE).is_file()
+    table_end = result.output.index("popularity")
+    for line in expected:
+        assert f"warning: {line}" in result.output[table_end:]
+    recorded = quality_warning(tiny_run)
+    assert expected, "a 2-epoch seed run on 300 users is below the bias baseline"
+    assert recorded is not None and expected[0].split(": ", 1)[1] in recorded
+    # aerec recommend repeats it: above the table, or on stderr beside --json's pure stdout
+    table = CliRunner().invoke(app, ["recommend", str(tiny_run), "--rate", "1=5"],
+                               env={"COLUMNS": "400"})
+    assert table.exit_code == 0, table.output
+    assert f"warning: {recorded}" in table.stdout
+    as_json = CliRunner().invoke(app, ["recommend", str(tiny_run), "--rate", "1=5", "--json"],
+                                 env={"COLUMNS": "400"})
+    assert as_json.exit_code == 0, as_json.output
+    assert json.loads(as_json.stdout)["items"]
+    assert "warning: this model was worse" in " ".join(as_json.stderr.split())

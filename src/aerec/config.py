@@ -535,7 +535,8 @@ def resolve_config(
     """Preset, then TOML file, then overrides (``None`` values skipped), each over the last.
 
     The preset is ``preset`` if given, else the file's ``preset = "..."`` key, else ``auto``
-    (:data:`DEFAULT_PRESET`); ``seed`` is the published configuration.
+    (:data:`DEFAULT_PRESET`); ``seed`` is the published configuration. An ``epochs`` set by
+    the file or the overrides clears a preset's step budget (:func:`explicit_epochs`).
     """
     file_values: dict[str, Any] = dict(load_toml(path)) if path is not None else {}
     file_preset = file_values.pop("preset", None)
@@ -544,10 +545,21 @@ def resolve_config(
         raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
     config = PRESETS[name]
     if file_values:
-        config = config.replace(_source=str(path), **file_values)
+        config = config.replace(_source=str(path), **explicit_epochs(file_values))
     if overrides:
-        config = config.replace(**overrides)
+        config = config.replace(**explicit_epochs(overrides))
     return config
+
+
+def explicit_epochs(values: Mapping[str, Any]) -> dict[str, Any]:
+    """One layer of settings with its ``epochs`` honoured: a layer that sets ``epochs`` but not
+    ``steps`` also sets ``steps = 0``, since a step budget from a layer below (a preset's)
+    replaces ``epochs`` (``steps`` > 0 wins) and would silently ignore the epochs asked for.
+    A layer that sets ``steps`` (or both, as a saved ``config.toml`` does) is kept as is."""
+    out = dict(values)
+    if out.get("epochs") is not None and out.get("steps") is None:
+        out["steps"] = 0
+    return out
 
 
 __all__ = [
@@ -555,6 +567,7 @@ __all__ = [
     "PRESETS",
     "ConfigError",
     "TrainConfig",
+    "explicit_epochs",
     "load_toml",
     "parse_layers",
     "resolve_config",

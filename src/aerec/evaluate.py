@@ -19,7 +19,11 @@ head (``has_ranking_head``), else by those same predictions.
 
 :func:`evaluate_run` loads a run's checkpoint, recreates its exact split, fits the baselines
 (the bias baseline's λ chosen on the validation split, then refitted on train ∪ validation) and
-calls :func:`evaluate_models` on the test split.
+calls :func:`evaluate_models` on the test split; :func:`evaluate_runs` does the same for several
+runs trained on the same data and split, in one table. :func:`quality_warnings` says which
+models are no better than the bias baseline (RMSE) or popularity (NDCG@k)
+(:mod:`aerec.quality`); with ``record=True`` that comparison is kept in each run directory for
+``aerec recommend``.
 """
 
 from __future__ import annotations
@@ -39,13 +43,16 @@ from aerec.jsonable import plain
 from aerec.metrics import RankingAccumulator, RatingErrorAccumulator, top_k_items
 from aerec.model.base import RatingModel, csr_arrays
 from aerec.model.baselines import Baseline, BiasBaseline, GlobalMean, Popularity
+from aerec.quality import shortfalls, write_record
 
 __all__ = [
     "EvaluationReport",
     "ModelResult",
     "evaluate_models",
     "evaluate_run",
+    "evaluate_runs",
     "fit_baselines",
+    "quality_warnings",
 ]
 
 DEFAULT_BATCH_SIZE = 512
@@ -106,8 +113,45 @@ class EvaluationReport:
                 "test_users": self.test_users,
                 "seconds": self.seconds,
                 "results": [asdict(r) for r in self.results],
+                "warnings": quality_warnings(self),
             }
         )
+
+    def __str__(self) -> str:
+        """The table as plain text (``print(report)``), with any quality warnings under it."""
+        k = self.k
+        header = ["model", "kind", "RMSE", "MAE", f"P@{k}", f"R@{k}", f"NDCG@{k}"]
+        rows = [[r.name, r.kind, *(_cell(v) for v in (r.rmse, r.mae, r.precision, r.recall,
+                                                          r.ndcg))] for r in self.results]
+        widths = [max(len(line[i]) for line in [header, *rows]) for i in range(len(header))]
+        lines = [f"test split: {self.test_ratings:,} ratings, {self.test_users:,} users"]
+        for line in [header, *rows]:
+            lines.append("  ".join(cell.ljust(w) if i < 2 else cell.rjust(w)
+                                   for i, (cell, w) in enumerate(zip(line, widths))).rstrip())
+        lines += [f"warning: {w}" for w in quality_warnings(self)]
+        return "\n".join(lines)
+
+
+def _cell(value: float | None) -> str:
+    if value is None:
+        return "—"
+    return "n/a" if value != value else f"{value:.4f}"  # NaN: nothing to average over
+
+
+def quality_warnings(report: EvaluationReport) -> list[str]:
+    """One line per model of ``report`` that is no better than a baseline in the same table:
+    test RMSE ≥ the bias baseline's, or NDCG@k ≤ popularity's (:func:`aerec.quality.shortfalls`).
+    Empty when every model beats both, or when the baselines were not evaluated."""
+    by_name = {r.name: asdict(r) for r in report.results if r.kind == "baseline"}
+    bias, popular = by_name.get(BiasBaseline.name), by_name.get(Popularity.name)
+    lines = []
+    for r in report.results:
+        if r.kind != "model":
+            continue
+        found = shortfalls(asdict(r), bias, popular, report.k)
+        if found:
+            lines.append(f"{r.name}: " + "; ".join(found))
+    return lines
 
 
 def _score_block(scores: Any, model: RatingModel, method: str, shape: tuple) -> np.ndarray:
@@ -261,6 +305,7 @@ def evaluate_run(
     checkpoint: str = "best",
     dataset: str | Path | None = None,
     baselines: bool = True,
+    record: bool = False,
 ) -> EvaluationReport:
     """Evaluate a training run on its test split, with the baselines in the same table.
 
@@ -268,36 +313,83 @@ def evaluate_run(
     opens the dataset it was trained on (``dataset`` overrides the recorded path, e.g. after
     moving it) and recreates the exact split from the recorded split parameters. Each test user's
     input is all their non-test ratings (train ∪ validation); movies in it are excluded from the
-    ranking.
+    ranking. ``record``: keep the comparison with the baselines in ``run_dir/evaluation.json``
+    (:mod:`aerec.quality`), where ``aerec recommend`` finds it.
+    """
+    return evaluate_runs([run_dir], k=k, batch_size=batch_size, checkpoint=checkpoint,
+                         dataset=dataset, baselines=baselines, record=record)
+
+
+def evaluate_runs(
+    runs: Sequence[str | Path],
+    *,
+    k: int = 10,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    checkpoint: str = "best",
+    dataset: str | Path | None = None,
+    baselines: bool = True,
+    names: Sequence[str] | None = None,
+    record: bool = False,
+) -> EvaluationReport:
+    """Evaluate several training runs on one test split, in one table with the baselines.
+
+    Every run's ``{checkpoint}.pt`` must come from the same dataset and the same split settings
+    (as runs of one dataset with the default split do); the split is recreated once and the
+    baselines fitted once, as :func:`evaluate_run` does for one run. ``names`` label the runs'
+    rows (default: the model's label, followed by the run directory's name when there are
+    several runs). ``record`` keeps each run's comparison in its ``evaluation.json``.
     """
     from aerec.checkpoint import load_checkpoint
     from aerec.data.store import load_dataset
 
     began = time.perf_counter()
-    run_dir = Path(run_dir)
-    ckpt_path = _checkpoint_path(run_dir, checkpoint)
-    ckpt = load_checkpoint(ckpt_path)
-    data_path, split_params = _dataset_and_split(ckpt)
+    run_dirs = [Path(r) for r in runs]
+    if not run_dirs:
+        raise ValueError("no run to evaluate")
+    if names is not None and len(names) != len(run_dirs):
+        raise ValueError(f"{len(names)} names for {len(run_dirs)} runs")
+    paths = [_checkpoint_path(r, checkpoint) for r in run_dirs]
+    ckpts = [load_checkpoint(p) for p in paths]
+    data_path, split_params = _dataset_and_split(ckpts[0])
+    for path, ckpt in zip(paths[1:], ckpts[1:]):
+        other_path, other_split = _dataset_and_split(ckpt)
+        if other_split != split_params or (dataset is None and other_path != data_path):
+            raise ValueError(
+                f"{path} was trained on {other_path} with the split {other_split}, but "
+                f"{paths[0]} on {data_path} with {split_params}; runs evaluated together must "
+                "share their dataset and split (evaluate them one at a time)"
+            )
     if dataset is not None:
         data_path = str(dataset)
     if data_path is None:
-        raise ValueError(f"{ckpt_path}: the checkpoint does not record its dataset; pass dataset=")
+        raise ValueError(f"{paths[0]}: the checkpoint does not record its dataset; pass dataset=")
     ds = load_dataset(data_path)
-    if ds.n_movies != ckpt.model.n_movies:
-        raise ValueError(
-            f"{data_path}: has {ds.n_movies} movies but the checkpoint {ckpt_path} was trained "
-            f"on {ckpt.model.n_movies}; pass the dataset it was trained on"
-        )
     splits = make_splits(ds, **split_params)
-    recorded = ckpt.dataset.get("train_ratings")
-    if recorded is not None and int(recorded) != splits.train.nnz:
-        raise ValueError(
-            f"{data_path}: recreating the split gives {splits.train.nnz} training ratings, but "
-            f"the run trained on {recorded}; this is not the dataset the run was trained on"
-        )
+    for path, ckpt in zip(paths, ckpts):
+        if ds.n_movies != ckpt.model.n_movies:
+            raise ValueError(
+                f"{data_path}: has {ds.n_movies} movies but the checkpoint {path} was trained "
+                f"on {ckpt.model.n_movies}; pass the dataset it was trained on"
+            )
+        recorded = ckpt.dataset.get("train_ratings")
+        if recorded is not None and int(recorded) != splits.train.nnz:
+            raise ValueError(
+                f"{data_path}: recreating the split gives {splits.train.nnz} training ratings, "
+                f"but the run {path.parent} trained on {recorded}; this is not the dataset the "
+                "run was trained on"
+            )
+    if names is None:
+        several = len(run_dirs) > 1
+        dir_names = [r.resolve().name for r in run_dirs]
+        unique = len(set(dir_names)) == len(dir_names)
+        names = [
+            f"{c.model.label} ({d if unique else r})" if several else c.model.label
+            for c, d, r in zip(ckpts, dir_names, run_dirs)
+        ]
     scale = ds.scale
-    models: list[RatingModel] = [ckpt.model]
-    kinds = ["model"]
+    models: list[RatingModel] = [c.model for c in ckpts]
+    kinds = ["model"] * len(models)
+    all_names = list(names)
     bias_notes: dict = {}
     if baselines:
         fit_on = union_rows(splits.train, splits.validation, splits.test_input) if (
@@ -306,6 +398,7 @@ def evaluate_run(
         fitted, bias_notes = fit_baselines(splits.train, splits.validation, fit_on, scale)
         models += fitted
         kinds += ["baseline"] * len(fitted)
+        all_names += [m.label for m in fitted]
     results = evaluate_models(
         models,
         test=splits.test,
@@ -314,23 +407,33 @@ def evaluate_run(
         k=k,
         batch_size=batch_size,
         kinds=kinds,
+        names=all_names,
     )
     for r in results:
-        if r.name == BiasBaseline.name:
+        if r.name == BiasBaseline.name and r.kind == "baseline":
             r.notes = bias_notes
-    return EvaluationReport(
+    for r, run_dir, path in zip(results, run_dirs, paths):
+        r.notes = {"run_dir": str(run_dir), "checkpoint": str(path)}
+    report = EvaluationReport(
         results=results,
         k=k,
         relevance_threshold=scale.relevance_threshold(),
         scale=scale,
         test_ratings=int(splits.test.nnz),
         test_users=len(splits.test_users),
-        run_dir=str(run_dir),
-        checkpoint=str(ckpt_path),
+        run_dir=str(run_dirs[0]),
+        checkpoint=str(paths[0]),
         dataset=str(data_path),
         split=dict(splits.params),
         seconds=time.perf_counter() - began,
     )
+    if record:
+        baseline_rows = {r.name: asdict(r) for r in results if r.kind == "baseline"}
+        for r, path, ckpt in zip(results, paths, ckpts):
+            write_record(path, digest=ckpt.payload.get("digest"), model=asdict(r),
+                         baselines=baseline_rows, k=k, test_ratings=report.test_ratings,
+                         split=report.split)
+    return report
 
 
 def _checkpoint_path(run_dir: Path, checkpoint: str) -> Path:

@@ -23,7 +23,7 @@ runner = CliRunner()
 
 def test_synth_prepare_info_round_trip(tmp_path):
     raw, ds = tmp_path / "raw", tmp_path / "ds"
-    r = runner.invoke(app, ["data", "synth", "--out", str(raw), "--preset", "tiny", "--seed", "3"])
+    r = runner.invoke(app, ["data", "synth", "--out", str(raw), "--shape", "tiny", "--seed", "3"])
     assert r.exit_code == 0, r.output
     assert (raw / "combined_data_1.txt").is_file() and (raw / "movie_titles.csv").is_file()
     r = runner.invoke(app, ["data", "prepare", str(raw / "combined_data_1.txt"), "--out", str(ds)])
@@ -113,7 +113,7 @@ def test_read_only_out_is_one_line(tmp_path, capsys, monkeypatch, command):
     argv = (
         ["data", "prepare", str(src), "--out", str(out)]
         if command == "prepare"
-        else ["data", "synth", "--out", str(out), "--preset", "tiny"]
+        else ["data", "synth", "--out", str(out), "--shape", "tiny"]
     )
     message = _main_error(capsys, argv)
     assert message == f"error: cannot write {out}: Read-only file system"

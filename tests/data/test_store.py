@@ -200,3 +200,22 @@ def test_out_overlapping_a_source_is_refused_even_with_overwrite(tmp_path, relat
     with pytest.raises(ValueError, match=f"--out {out} {relation} the input {source}"):
         write_prepared(out, r, overwrite=True)
     assert (folder / "r.csv").read_text() == "1,1,4\n"
+
+
+
+def test_repr_is_one_short_line_not_the_arrays(tmp_path):
+    write_prepared(tmp_path / "ds", _ratings(n=500))
+    ds = load_dataset(tmp_path / "ds")
+    shown = repr(ds)
+    assert shown == str(ds) and "\n" not in shown
+    cells = ds.n_users * ds.n_movies
+    assert shown == (f"PreparedDataset({str(tmp_path / 'ds')!r}: {ds.n_users} users × "
+                     f"{ds.n_movies} movies, 500 ratings, sparsity {500 / cells:.4g})")
+    r = _ratings(400)
+    train = Ratings(r.user_ids[:300], r.movie_ids[:300], r.ratings[:300], r.days[:300], r.scale)
+    test = Ratings(r.user_ids[300:], r.movie_ids[300:], r.ratings[300:], None, r.scale)
+    write_prepared(tmp_path / "fixed", train, test=test)
+    fixed = load_dataset(tmp_path / "fixed")
+    cells = fixed.n_users * fixed.n_movies
+    assert repr(fixed).endswith(  # ratings and sparsity count the test split too
+        f", 400 ratings, sparsity {400 / cells:.4g}, 100 in the fixed test split)")

@@ -146,3 +146,20 @@ def test_new_samples_are_used_at_once():
     fresh = BayesianMF(N_MOVIES, D, S)
     fresh.load_state_dict(model.state_dict())
     torch.testing.assert_close(fresh.predict_dense(indptr, indices, values), after)
+
+
+def test_small_batches_solve_without_the_compiled_kernel_to_the_same_answer(monkeypatch):
+    """A few users (one ``aerec recommend``) are solved with PyTorch, more with the Numba
+    kernel: both are the same posterior mean; ``encode`` solves only the last sample."""
+    import aerec.model.bayesian_mf as bayesian_mf
+
+    model = _model()
+    inputs = model._inputs(*_users())
+    small = model.user_vectors(inputs)
+    monkeypatch.setattr(bayesian_mf, "SMALL_BATCH", 0)
+    compiled = model.user_vectors(inputs)
+    np.testing.assert_allclose(small.numpy(), compiled.numpy(), rtol=1e-10, atol=1e-12)
+    last = model.user_vectors(inputs, [S - 1])
+    np.testing.assert_array_equal(last[0].numpy(), compiled[-1].numpy())
+    code = model.code_and_predict(*_users())[0]
+    np.testing.assert_array_equal(model.encode(*_users()).numpy(), code.numpy())

@@ -120,6 +120,9 @@ def test_ranking_head_leaves_ratings_alone_and_ranks_by_the_blend():
     expected = (ease.predict_dense(*args).numpy()
                 + 0.5 * base.predict_dense(*args).numpy())
     np.testing.assert_allclose(ranked.rank_dense(*args).numpy(), expected, rtol=1e-5, atol=1e-5)
+    # predictions the caller has already are used, not computed a second time
+    given = ranked.rank_dense(*args, predictions=base.predict_dense(*args))
+    torch.testing.assert_close(given, ranked.rank_dense(*args))
     rebuilt = model_from_architecture(ranked.architecture())
     rebuilt.load_state_dict(ranked.state_dict())
     torch.testing.assert_close(rebuilt.rank_dense(*args), ranked.rank_dense(*args))

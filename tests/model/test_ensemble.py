@@ -28,6 +28,7 @@ def test_average_of_members_and_round_trip():
     codes, predicted = ensemble.code_and_predict(*args)
     assert codes.shape == (12, 4 + 4)  # user code 4 wide, item code width + 1
     torch.testing.assert_close(predicted, expected)
+    torch.testing.assert_close(ensemble.encode(*args), codes)  # the codes without predicting
     rebuilt = model_from_architecture(ensemble.architecture())
     rebuilt.load_state_dict(ensemble.state_dict())
     torch.testing.assert_close(rebuilt.predict_dense(*args), expected)

@@ -122,3 +122,59 @@ def test_bad_files_name_the_line(planted_run, tmp_path, capsys, recommender):
     with pytest.raises(ValueError, match="entry 1: rating 11"):
         read_ratings_file(wrong, recommender)
     assert parse_rate("Title = With = Signs=4") == ("Title = With = Signs", "4")
+
+
+def test_table_echoes_typed_titles_and_says_why_this_order(planted_run, recommender):
+    result = runner.invoke(app, ["recommend", str(planted_run), "--rate", "the matrix=5",
+                                 "--rate", f"{movie_id(5)}=5", "--k", "3"])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert "the matrix → Matrix, The (1999) · id 103" in out
+    assert recommender.recommend({"the matrix": 5}).order_note.split(",")[0] in out
+    assert "ranking:" not in out and "blend:2" not in out
+    payload = cli_json(str(planted_run), "--rate", "the matrix=5")
+    assert payload["resolved"] == [{"query": "the matrix", "movie_id": movie_id(1),
+                                    "title": "Matrix, The", "year": 1999}]
+    assert payload["order_note"].startswith("Ordered by")
+
+
+def test_an_ambiguous_title_lists_the_candidates_and_exits_2(planted_run, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recommend", str(planted_run), "--rate", "the game=5"])
+    assert exit_info.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"Game, The (1980) = id {movie_id(21)}" in err
+    assert f"Game, The (1997) = id {movie_id(3)}" in err and "add the year" in err
+
+
+@pytest.mark.parametrize("name", ["all.parquet", "all.csv"])
+def test_all_users_writes_the_file(planted_run, recommender, tmp_path, name):
+    out = tmp_path / name
+    result = runner.invoke(app, ["recommend", str(planted_run), "--all-users", "--out", str(out),
+                                 "--k", "4", "--batch-size", "50"])
+    assert result.exit_code == 0, result.output
+    assert "users/s" in result.output and f"for {len(recommender.user_ids)} users" in result.output
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(out) if name.endswith("parquet") else pacsv.read_csv(out)
+    assert table.num_rows == 4 * len(recommender.user_ids)
+    user = USER_BASE + 9
+    mine = [m for u, m in zip(table["user_id"].to_pylist(), table["movie_id"].to_pylist())
+            if u == user]
+    assert mine == recommender.recommend_for_user(user, k=4, explain=False).movie_ids
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--all-users"], "needs --out"),
+    (["--all-users", "--out", "x.txt"], ".parquet or .csv"),
+    (["--out", "x.parquet"], "add --all-users"),
+    (["--all-users", "--out", "x.csv", "--rate", "toy story=5"], "drop --user"),
+])
+def test_all_users_option_errors(planted_run, capsys, args, message, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["recommend", str(planted_run), *args])
+    assert exit_info.value.code == 2
+    assert message in " ".join(capsys.readouterr().err.split())
+    assert list(tmp_path.iterdir()) == []

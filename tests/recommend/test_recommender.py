@@ -335,3 +335,29 @@ def test_reason_sentence_names_liked_and_disliked_ratings():
     assert text == ("Because you rated Heat (1995) 5★ and Fargo (1996) 3★ and disliked "
                     "Babe (1995) (1★); 7 of your 20 most similar users rated it 4★ or more.")
     assert reason_sentence([], 0, 0, 4.0, 4.25) == "Predicted 4.25★ from your ratings as a whole."
+
+
+def test_typed_titles_are_echoed_as_resolved(recommender):
+    result = recommender.recommend(A_FAN, explain=False)
+    assert [(r["query"], r["title"], r["year"]) for r in result.resolved] == [
+        ("toy story", "Toy Story", 1995), ("The Matrix", "Matrix, The", 1999),
+        ("amelie", "Amélie", 2001), ("Beta Movie 30", "Beta Movie 30", 2010)]
+    assert result.resolved[1]["movie_id"] == movie_id(1)  # the id is not a typed title
+    assert result.to_dict()["resolved"] == result.resolved
+    assert recommender.recommend({movie_id(3): 5}).resolved == []
+
+
+def test_every_list_says_in_words_why_it_is_in_this_order(recommender):
+    notes = set()
+    for ranking in ("predicted", "damped", "lcb", "blend"):
+        result = recommender.recommend(A_FAN, ranking=ranking, explain=False)
+        assert result.order_note.startswith("Ordered by") and result.order_note.endswith(".")
+        assert result.to_dict()["order_note"] == result.order_note
+        notes.add(result.order_note)
+    assert len(notes) == 4
+    assert "lower predicted rating can rank higher" in recommender.recommend(A_FAN).order_note
+    fallback = recommender.recommend({}, k=3)
+    assert "average rating, pulled towards the overall average" in fallback.order_note
+    for result in (fallback, recommender.popular(k=3), recommender.recommend_for_user(
+            TEST_ONLY_USER, k=3)):
+        assert result.order_note and "damped" not in (result.note or "").lower()

@@ -2,10 +2,15 @@
 
 Guards against: case/accents/punctuation breaking a lookup, "Matrix, The" vs "The Matrix"
 mismatches, a missing year failing, a typo'd sequel number silently picking the wrong film,
-remakes resolved arbitrarily, and unknown titles without suggestions.
+remakes resolved arbitrarily, a series' name ("lord of the rings", "star wars") silently picking
+one film or finding none, and unknown titles without suggestions.
 """
 
 from __future__ import annotations
+
+import csv
+from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -127,3 +132,90 @@ def test_key_helpers():
     assert title_key("Matrix, The") == title_key("The Matrix") == "matrix"
     assert display_title("Babe", 1995) == "Babe (1995)"
     assert display_title("Toy Story (1995)", 1995) == "Toy Story (1995)"
+
+
+# ---------------------------------------------------------------------------- series of films
+
+SERIES = [
+    ("Lord of the Rings, The (1978)", 15),
+    ("Lord of the Rings: The Fellowship of the Ring, The (2001)", 198),
+    ("Lord of the Rings: The Two Towers, The (2002)", 188),
+    ("Toy Story (1995)", 50),
+    ("Toy Story 2 (1999)", 300),  # a numbered sequel more rated than the first film
+    ("Matrix, The (1999)", 278),
+    ("Matrix Reloaded, The (2003)", 96),
+    *[(f"Space Saga: Part {n} - The Story Goes On (19{80 + n})", 100 - n) for n in range(12)],
+]
+
+
+@pytest.fixture(scope="module")
+def series() -> TitleIndex:
+    titles = [t for t, _ in SERIES]
+    return TitleIndex(titles, np.zeros(len(titles)), np.arange(len(titles)) + 500,
+                      np.array([n for _, n in SERIES]))
+
+
+def test_a_series_name_lists_its_films_instead_of_picking_the_obscure_one(series):
+    with pytest.raises(AmbiguousTitle) as err:
+        series.match("lord of the rings")
+    assert [c["movie_id"] for c in err.value.candidates] == [500, 501, 502]  # by year
+    assert "(1978) = id 500" in str(err.value)
+    # the example is the most rated film, with its year
+    assert str(err.value).endswith('e.g. "Lord of the Rings: The Fellowship of the Ring, The (2001)"')
+    assert title_of(series, "lord of the rings (1978)") == "Lord of the Rings, The (1978)"
+    # the year the message asks for picks the series' film of that year
+    assert title_of(series, "lord of the rings (2002)") == \
+        "Lord of the Rings: The Two Towers, The (2002)"
+    assert title_of(series, "toy story 1999") == "Toy Story 2 (1999)"
+    assert title_of(series, "the two towers") == "Lord of the Rings: The Two Towers, The (2002)"
+
+
+def test_exact_films_above_their_continuations_and_numbered_sequels_stay_silent(series):
+    assert title_of(series, "Toy Story") == "Toy Story (1995)"
+    assert title_of(series, "the matrix") == "Matrix, The (1999)"
+
+
+def test_many_films_sharing_the_words_list_the_most_rated(series):
+    with pytest.raises(AmbiguousTitle) as err:
+        series.match("space saga")
+    assert err.value.total == 12 and len(err.value.candidates) == 10
+    assert "matches 12 movies; the 10 most rated" in str(err.value)
+    assert {c["movie_id"] for c in err.value.candidates} == set(range(507, 517))
+    assert title_of(series, "space saga (1983)") == "Space Saga: Part 3 - The Story Goes On (1983)"
+
+
+ML_LATEST = Path("/work/shared/data/ml-latest-small")
+
+
+@pytest.fixture(scope="module")
+def ml_latest() -> TitleIndex:
+    if not (ML_LATEST / "movies.csv").is_file() or not (ML_LATEST / "ratings.csv").is_file():
+        pytest.skip(f"MovieLens latest-small not found at {ML_LATEST}")
+    with open(ML_LATEST / "movies.csv", encoding="utf-8") as f:
+        movies = list(csv.DictReader(f))
+    with open(ML_LATEST / "ratings.csv", encoding="utf-8") as f:
+        counts = Counter(int(r["movieId"]) for r in csv.DictReader(f))
+    ids = np.array([int(m["movieId"]) for m in movies])
+    return TitleIndex([m["title"] for m in movies], np.zeros(len(ids)), ids,
+                      np.array([counts[i] for i in ids.tolist()]))
+
+
+def _id_of(index: TitleIndex, query: str) -> int:
+    return int(index.movie_ids[index.match(query)])
+
+
+def test_real_titles_series_and_plain_films(ml_latest):
+    with pytest.raises(AmbiguousTitle) as err:
+        ml_latest.match("star wars")  # titles there read "Star Wars: Episode IV - A New Hope"
+    ids = {c["movie_id"] for c in err.value.candidates}
+    assert {260, 1196, 1210} <= ids and "Star Wars: Episode IV - A New Hope (1977) = id 260" in \
+        str(err.value)
+    with pytest.raises(AmbiguousTitle) as err:
+        ml_latest.match("lord of the rings")  # not silently the 1978 film
+    assert {2116, 4993, 5952, 7153} == {c["movie_id"] for c in err.value.candidates}
+    assert _id_of(ml_latest, "star wars (1977)") == 260
+    assert _id_of(ml_latest, "a new hope") == 260
+    assert _id_of(ml_latest, "Toy Story") == 1
+    assert _id_of(ml_latest, "the matrix") == 2571
+    assert _id_of(ml_latest, "lord of the rings 1978") == 2116
+    assert _id_of(ml_latest, "lord of the rings (2001)") == 4993

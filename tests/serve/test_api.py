@@ -85,6 +85,11 @@ def test_openapi_schema(recommender: Recommender, client: TestClient):
     assert "RatingIn" in spec["components"]["schemas"]
     post = paths["/recommendations"]["post"]
     assert {"400", "413", "415", "422"} <= set(post["responses"])
+    # every answer is described by its model, not as a bare string
+    for path, method, model in (("/recommendations", "post", "RecommendationsOut"),
+                                ("/health", "get", "HealthOut")):
+        ok = paths[path][method]["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": f"#/components/schemas/{model}"}
     assert client.get("/docs").status_code == 200
     assert client.get("/openapi.json").json()["info"]["title"] == "aerec"
 

@@ -10,6 +10,7 @@ import sys
 
 import typer
 
+from aerec import __version__
 from aerec.cli import data as data_cli
 from aerec.cli.common import run_guarded
 
@@ -22,14 +23,25 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"aerec {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True,
+        help="Print the version (aerec X.Y.Z) and exit.",
+    ),
+) -> None:
     """Autoencoder movie recommender for Netflix Prize-style rating data."""
 
 
 data_cli.register(app)
 
-for _name in ("train", "evaluate", "tune", "recommend", "serve", "demo"):
+for _name in ("train", "evaluate", "crossval", "tune", "recommend", "serve", "demo"):
     try:
         _module = __import__(f"aerec.cli.{_name}", fromlist=["register"])
     except ModuleNotFoundError as exc:  # a sub-command whose module is not part of this build

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 import sys
 
 import typer
@@ -10,7 +11,8 @@ from rich.console import Console
 
 from aerec.data.errors import DataFormatError
 
-console = Console()
+#: In a data-parallel job (torchrun) only rank 0 reports; the other ranks print errors only.
+console = Console(quiet=int(os.environ.get("RANK", "0")) > 0)
 err_console = Console(stderr=True)
 
 #: Exceptions that mean "the user's input is wrong": shown as one message, exit status 2.
@@ -54,6 +56,29 @@ def run_guarded(app: typer.Typer, argv: list[str]) -> None:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except RuntimeError as exc:
+        from aerec.train.distributed import PeerLost
+
+        if not isinstance(exc, PeerLost):
+            raise
+        message = str(exc).replace("[", r"\[")
+        err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+def renamed_option(new: str, value: str | None, old: str, old_value: str | None,
+                   why: str = "") -> str | None:
+    """The value of option ``new``, honouring its deprecated name ``old`` (a hidden option
+    kept so existing scripts still run): given alone, ``old`` is used with a one-line notice on
+    stderr; given with ``new`` as well it is an error naming both."""
+    if old_value is None:
+        return value
+    if value is not None:
+        raise UserError(f"{old} is the old name of {new}; give {new} only "
+                        f"(got {old} {old_value} and {new} {value})")
+    err_console.print(f"[yellow]note:[/] {old} is now {new}{why}; {old} still works for now",
+                      highlight=False, soft_wrap=True)
+    return old_value
 
 
 def fmt_int(n: int) -> str:

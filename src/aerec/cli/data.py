@@ -10,7 +10,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from aerec.cli.common import UserError, console, fmt_int
+from aerec.cli.common import UserError, console, fmt_int, renamed_option
 
 
 @contextmanager
@@ -144,22 +144,25 @@ def _info(
 
 def _synth(
     out: Path = typer.Option(..., "--out", "-o", help="Folder for the generated files."),
-    preset: str = typer.Option(
-        "demo", "--preset", help="Shape preset: demo, tiny, netflix-quarter."
+    shape_name: str | None = typer.Option(
+        None, "--shape", help="Data shape: demo (the default), tiny, netflix-quarter."
     ),
-    users: int | None = typer.Option(None, "--users", help="Distinct users (overrides preset)."),
+    users: int | None = typer.Option(None, "--users", help="Distinct users (overrides --shape)."),
     movies: int | None = typer.Option(None, "--movies", help="Distinct movies."),
     ratings: int | None = typer.Option(None, "--ratings", help="Total ratings."),
     seed: int = typer.Option(0, "--seed", help="Random seed."),
     force: bool = typer.Option(False, "--force", help="Replace OUT if it exists."),
+    preset: str | None = typer.Option(None, "--preset", hidden=True,
+                                      help="Deprecated name of --shape."),
 ) -> None:
     """Generate Netflix-format files (combined_data_1.txt, movie_titles.csv) with known
     structure."""
     from aerec.data.synth import PRESETS, synthesize
 
-    if preset not in PRESETS:
-        raise ValueError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
-    shape = dict(PRESETS[preset])
+    shape_name = synth_shape(shape_name, preset)
+    if shape_name not in PRESETS:
+        raise ValueError(f"unknown shape {shape_name!r}; choose one of {', '.join(PRESETS)}")
+    shape = dict(PRESETS[shape_name])
     for key, value in (("users", users), ("movies", movies), ("ratings", ratings)):
         if value is not None:
             shape[key] = value
@@ -173,6 +176,13 @@ def _synth(
         f"{fmt_int(summary.movies)} movies, {fmt_int(summary.ratings)} ratings in "
         f"{summary.seconds:.1f} s (noise-floor RMSE {summary.noise_floor_rmse:.4f})"
     )
+
+
+def synth_shape(shape_name: str | None, preset: str | None) -> str:
+    """``--shape`` (default ``demo``), or its deprecated name ``--preset`` (``aerec data
+    synth``, ``aerec demo``) — which in ``aerec train`` names a model."""
+    return renamed_option("--shape", shape_name, "--preset", preset,
+                          " (--preset names a model in `aerec train`)") or "demo"
 
 
 def register(app: typer.Typer) -> None:

@@ -50,7 +50,11 @@ def render_report(report: object) -> Table:
 
 
 def _evaluate(
-    run: Annotated[Path, typer.Argument(help="Run directory written by `aerec train`.")],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Run directories written by `aerec train` (several: one table; "
+                       "they must share their dataset and split)."),
+    ],
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
     k: Annotated[
         int, typer.Option("--k", min=1, help="Length of the top-N list for P/R/NDCG.")
@@ -65,25 +69,32 @@ def _evaluate(
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Users scored at a time.")
     ] = 512,
+    names: Annotated[
+        list[str] | None,
+        typer.Option("--name", help="Table name of each run, in order (repeat per run)."),
+    ] = None,
 ) -> None:
     """RMSE/MAE and Precision/Recall/NDCG@k on the test split, beside the baselines.
 
     Each test user's input is all of their non-test ratings.
     Movies a user already rated are never recommended.
     The bias baseline's regularisation is chosen on the validation split.
+    A model no better than the bias baseline (RMSE) or popularity (NDCG@k) gets a warning,
+    which is also kept in its run directory (evaluation.json) for `aerec recommend`.
     """
-    from aerec.evaluate import evaluate_run
+    from aerec.evaluate import evaluate_runs, quality_warnings
 
     if checkpoint not in ("best", "last"):
         raise ValueError(f"--checkpoint must be best or last, got {checkpoint!r}")
+    options = {"k": k, "batch_size": batch_size, "checkpoint": checkpoint, "dataset": dataset,
+               "names": names or None, "record": True}
     if as_json:
-        report = evaluate_run(run, k=k, batch_size=batch_size, checkpoint=checkpoint,
-                              dataset=dataset)
+        report = evaluate_runs(runs, **options)
         print(json.dumps(report.to_dict(), indent=2))
         return
-    with console.status(f"evaluating {run} on its test split …"):
-        report = evaluate_run(run, k=k, batch_size=batch_size, checkpoint=checkpoint,
-                              dataset=dataset)
+    where = runs[0] if len(runs) == 1 else f"{len(runs)} runs"
+    with console.status(f"evaluating {where} on the test split …"):
+        report = evaluate_runs(runs, **options)
     console.print(render_report(report))
     try:
         bias = report.result("bias baseline")
@@ -94,7 +105,10 @@ def _evaluate(
             f"bias baseline λ = {bias.notes['regularisation']:g} (chosen on the validation split)",
             highlight=False,
         )
-    console.print(f"[dim]{report.checkpoint} · {report.seconds:.1f} s[/]", highlight=False)
+    for warning in quality_warnings(report):
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    evaluated = [str(r.notes["checkpoint"]) for r in report.results if r.kind == "model"]
+    console.print(f"[dim]{', '.join(evaluated)} · {report.seconds:.1f} s[/]", highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -138,6 +138,17 @@ class PreparedDataset:
         """Raw movie id → column index."""
         return {int(m): i for i, m in enumerate(self.movie_ids)}
 
+    def __repr__(self) -> str:
+        """One line — path, users, movies, ratings, sparsity (the filled share, as
+        ``aerec data info`` reports it) — instead of the dataclass's dump of every array."""
+        n, cells = self.n_ratings, self.n_users * self.n_movies
+        test = 0 if self.test_arrays is None else len(self.test_arrays.indices)
+        return (
+            f"PreparedDataset({str(self.path)!r}: {self.n_users:,} users × "
+            f"{self.n_movies:,} movies, {n:,} ratings, sparsity {n / cells if cells else 0:.4g}"
+            + (f", {test:,} in the fixed test split" if test else "") + ")"
+        )
+
 
 def load_dataset(path: str | Path) -> PreparedDataset:
     """Open a prepared dataset directory (memory-mapped; cheap even for all of Netflix)."""

@@ -49,14 +49,16 @@ __all__ = [
 ]
 
 #: Named sizes. ``netflix-quarter`` has the shape of the first quarter of the Netflix Prize data
-#: (combined_data_1.txt). ``demo`` is the embedded default dataset ``make demo`` trains on: the
-#: published 512-256-64 autoencoder over 1,000 movies has ~1.3 M weights, and even a plain dense
-#: batch-128 loop over its ~4,800 training users took ~6 s per epoch on 2 busy cores, so a
-#: few-epoch demo fits in a minute or two, while ~300 ratings per movie and ~50 per user leave
-#: enough signal for the model to beat the baselines. ``tiny`` is for tests.
+#: (combined_data_1.txt). ``demo`` is the embedded default dataset ``make demo`` trains on:
+#: small enough that the published network's 30 epochs take about 40 s on 2 cores,
+#: with 100 ratings per user on average, 46 for the median user (Netflix: 209 and 96; this was
+#: 300,000 ratings, 50 per user, until issue 14), so that the default model's lead over the
+#: baselines is clear (test RMSE 0.886 against the bias baseline's 0.954, NDCG@10 0.277 against
+#: popularity's 0.222, in a 60-second budget) — while the published network's 1,410 optimiser
+#: steps leave it below them (RMSE 0.994), as `make demo` says. ``tiny`` is for tests.
 PRESETS: dict[str, dict] = {
     "netflix-quarter": {"users": 470_758, "movies": 4_499, "ratings": 24_053_764},
-    "demo": {"users": 6_000, "movies": 1_000, "ratings": 300_000},
+    "demo": {"users": 6_000, "movies": 1_000, "ratings": 600_000},
     "tiny": {"users": 300, "movies": 120, "ratings": 8_000},
 }
 

@@ -160,7 +160,9 @@ class AutoEncoderConfig:
         return (
             f"layers {layers}, {c.activation}, dropout {c.dropout:g}, "
             f"{c.optimizer} lr {c.lr:g} (weight decay {c.weight_decay:g}), "
-            f"batch {c.batch_size}, {c.epochs} epochs, seed {c.seed}"
+            f"batch {c.batch_size}, "
+            + (f"{c.steps} optimiser steps" if c.steps > 0 else f"{c.epochs} epochs")
+            + f", seed {c.seed}"
             + (f", {c.orientation}-based" if c.orientation != "user" else "")
         )
 

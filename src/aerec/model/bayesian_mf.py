@@ -27,7 +27,7 @@ Cost per user: ``S × (ratings × d² + d³)`` for the encoder, ``S × n_movies 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +39,11 @@ from aerec.model.derived import derived
 from aerec.model.kernels import as_numpy, gaussian_rows_kernel
 from aerec.model.leave_one_out import as_index, downdated
 from aerec.model.sparse_rows import SparseRows
+
+#: Batches of at most this many users are encoded with PyTorch rather than the compiled
+#: kernel (:meth:`BayesianMF.user_vectors`): the kernel's one-off start-up (importing
+#: Numba, loading its cache) costs more than it saves on a few users.
+SMALL_BATCH = 8
 
 
 @dataclass(frozen=True)
@@ -195,10 +200,18 @@ class BayesianMF(ModelBase):
             indptr, indices, values, self.n_movies, dtype=torch.float64, device=self.device
         )
 
-    def user_vectors(self, inputs: SparseRows) -> torch.Tensor:
+    def user_vectors(
+        self, inputs: SparseRows, samples: Sequence[int] | None = None
+    ) -> torch.Tensor:
         """Each sample's posterior-mean user vector given the rows' ratings,
         ``(samples, batch, factors)`` float64 (see the module docstring); one compiled pass
-        over the ratings per sample, on the calling thread."""
+        over the ratings per sample, on the calling thread. ``samples``: only these samples'
+        vectors (default all). Up to :data:`SMALL_BATCH` users are solved with PyTorch
+        instead — the same formula — so scoring one user never loads Numba (about a second
+        of a one-off ``aerec recommend``)."""
+        chosen = list(range(self.samples)) if samples is None else [int(s) for s in samples]
+        if inputs.batch_size <= SMALL_BATCH:
+            return self._user_vectors_small(inputs, chosen)
         solve = gaussian_rows_kernel(parallel=False)
         indptr = as_numpy(inputs.indptr.cpu())
         indices = as_numpy(inputs.indices.cpu())
@@ -206,15 +219,36 @@ class BayesianMF(ModelBase):
         movies = as_numpy(self.movie_factors.cpu())
         precision = as_numpy(self.user_precision.cpu())
         shift = np.einsum("sij,sj->si", precision, as_numpy(self.user_mean.cpu()))
-        out = np.empty((self.samples, inputs.batch_size, self.factors))
+        out = np.empty((len(chosen), inputs.batch_size, self.factors))
         zeros = np.zeros((inputs.batch_size, self.factors))
         alpha = float(self.noise_precision)
         scales = as_numpy(self.movie_noise.cpu())
         shifts = np.repeat(shift[:, None], inputs.batch_size, axis=1)  # (samples, batch, d)
-        for s in range(self.samples):
-            solve(out[s], indptr, indices, residual, scales[s][indices], movies[s],
+        for i, s in enumerate(chosen):
+            solve(out[i], indptr, indices, residual, scales[s][indices], movies[s],
                   precision[s], shifts[s], alpha, zeros)
         return torch.from_numpy(out).to(self.device)
+
+    def _user_vectors_small(self, inputs: SparseRows, chosen: list[int]) -> torch.Tensor:
+        """:meth:`user_vectors` of a few users by batched PyTorch solves over the samples."""
+        which = torch.as_tensor(chosen, dtype=torch.int64, device=self.device)
+        prior = self.user_precision[which]  # (samples, d, d)
+        shift = (prior @ self.user_mean[which][..., None])[..., 0]
+        out = torch.empty(len(chosen), inputs.batch_size, self.factors, dtype=torch.float64,
+                          device=self.device)
+        indptr = inputs.indptr.tolist()
+        for r in range(inputs.batch_size):
+            cols = inputs.indices[indptr[r]:indptr[r + 1]]
+            # the rated movies first, then the samples: never copy all movies' vectors
+            noise = self.noise_precision * self.movie_noise[:, cols][which]
+            scale = noise.sqrt()  # (samples, n): √(α γ_m)
+            a = scale[..., None] * self.movie_factors[:, cols][which]  # (samples, n, d)
+            response = scale * (inputs.values[indptr[r]:indptr[r + 1]].double()
+                                - self.global_mean)
+            rhs = shift + (a.transpose(1, 2) @ response[..., None])[..., 0]
+            factor = torch.linalg.cholesky(prior + a.transpose(1, 2) @ a)
+            out[:, r] = torch.cholesky_solve(rhs[..., None], factor)[..., 0]
+        return out
 
     def _stacked_factors(self) -> torch.Tensor:
         """Each movie's vectors of every sample side by side, ``(n_movies, samples × d)``
@@ -249,8 +283,10 @@ class BayesianMF(ModelBase):
 
     @torch.no_grad()
     def encode(self, indptr: object, indices: object, values: object) -> torch.Tensor:
-        """Codes of a batch of users, ``(batch, factors)``."""
-        return self.user_vectors(self._inputs(indptr, indices, values))[-1].to(self.dtype)
+        """Codes of a batch of users, ``(batch, factors)``: the last sample's vectors (as in
+        :meth:`code_and_predict`), the only ones solved."""
+        inputs = self._inputs(indptr, indices, values)
+        return self.user_vectors(inputs, [self.samples - 1])[0].to(self.dtype)
 
     @torch.no_grad()
     def predict_at(

@@ -177,5 +177,9 @@ class Ensemble(ModelBase):
 
     @torch.no_grad()
     def encode(self, indptr: object, indices: object, values: object) -> torch.Tensor:
-        """Codes of a batch of users (see :meth:`code_and_predict`)."""
-        return self.code_and_predict(indptr, indices, values)[0]
+        """Codes of a batch of users (see :meth:`code_and_predict`), from the members'
+        ``encode`` (no predictions)."""
+        return torch.cat([
+            nn.functional.normalize(m.encode(indptr, indices, values).float(), dim=1)
+            for m in self.members
+        ], dim=1)

@@ -138,7 +138,7 @@ class RankedModel(ModelBase):
 
     def encode(self, indptr: object, indices: object, values: object) -> torch.Tensor:
         """The base model's codes."""
-        return self.code_and_predict(indptr, indices, values)[0]
+        return self.base.encode(indptr, indices, values)
 
     # ------------------------------------------------------------------ ranking
     @torch.no_grad()
@@ -150,11 +150,17 @@ class RankedModel(ModelBase):
         return sparse_input_linear(ones, self.item_weights, bias)
 
     @torch.no_grad()
-    def rank_dense(self, indptr: object, indices: object, values: object) -> torch.Tensor:
+    def rank_dense(
+        self, indptr: object, indices: object, values: object,
+        predictions: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Ranking scores of every movie, ``(batch, n_movies)`` (higher first): what top-N
-        lists sort by. Arguments as for :meth:`predict_dense`."""
+        lists sort by. Arguments as for :meth:`predict_dense`; ``predictions``: those users'
+        ``predict_dense`` when the caller has them already (not computed twice)."""
         scores = self.implicit_scores(indptr, indices)
         alpha = float(self.rating_weight)
         if alpha:
-            scores = scores + alpha * self.predict_dense(indptr, indices, values).float()
+            if predictions is None:
+                predictions = self.predict_dense(indptr, indices, values)
+            scores = scores + alpha * predictions.float()
         return scores

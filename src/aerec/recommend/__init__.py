@@ -8,6 +8,8 @@
         print(item.title, item.year, item.predicted_rating, item.reason)
     rec.recommend_for_user(196)                              # a known (training) user
     rec.search_titles("star w")                              # incremental title search
+    top.order_note, top.resolved                             # why this order; titles as read
+    rec.write_all("recs.parquet", k=10)                      # every known user, in batches
 """
 
 from aerec.recommend.errors import (

@@ -93,6 +93,17 @@ class Catalogue:
         """Title with the year, e.g. ``"Toy Story (1995)"``."""
         return display_title(self.titles[col], self.year(col))
 
+    def describe(self, col: int) -> dict:
+        """``{"movie_id", "title", "year"}`` of column ``col``."""
+        return {"movie_id": int(self.movie_ids[col]), "title": self.titles[col],
+                "year": self.year(col)}
+
+    def is_id(self, ref: str) -> bool:
+        """True when the text ``ref`` is read as a raw movie id (all digits and a known id),
+        not as a title."""
+        text = ref.strip()
+        return text.isdigit() and int(text) in self._column_of
+
     def info(self, col: int) -> MovieInfo:
         """Column ``col`` as a :class:`MovieInfo` (mean rounded to 4 places)."""
         n = int(self.counts[col])

@@ -22,18 +22,30 @@ class UnknownMovie(RecommendError):
 
 
 class AmbiguousTitle(RecommendError):
-    """A title that matches several movies equally well (remakes, same names).
+    """A title that matches several movies (remakes, same names, the films of a series).
 
     ``candidates``: dicts ``{"movie_id", "title", "year"}``; pick one by id or add the year.
+    ``total``: how many movies matched, when only the most-rated ``candidates`` are listed;
+    ``example``: the candidate the message shows how to ask for (default the first).
     """
 
-    def __init__(self, query: str, candidates: list[dict]) -> None:
+    def __init__(
+        self, query: str, candidates: list[dict], total: int | None = None,
+        example: dict | None = None,
+    ) -> None:
         self.query = query
         self.candidates = list(candidates)
+        self.total = max(int(total or 0), len(self.candidates))
         listed = "; ".join(f"{_label(c)} = id {c['movie_id']}" for c in self.candidates)
+        shown = (
+            f"; the {len(self.candidates)} most rated" if self.total > len(self.candidates)
+            else ""
+        )
+        example = example or (self.candidates[0] if self.candidates else None)
+        shown_example = f'"{_label(example)}"' if example else '"Title (Year)"'
         super().__init__(
-            f"{query!r} matches {len(self.candidates)} movies: {listed}. "
-            "Give the movie id or add the year, e.g. \"Title (Year)\""
+            f"{query!r} matches {self.total} movies{shown}: {listed}. "
+            f"Give the movie id or add the year, e.g. {shown_example}"
         )
 
 

@@ -31,6 +31,7 @@ from torch import nn
 
 from aerec.checkpoint import StoredRatings
 from aerec.model.leave_one_out import leave_one_out_at
+from aerec.recommend.index_cache import IndexCache
 
 if TYPE_CHECKING:
     from aerec.recommend.catalogue import Catalogue
@@ -253,8 +254,9 @@ class Explainer:
     ``stored`` are the training users' ratings (``None``: no similar users), ``user_ids``
     their raw ids row by row; ``n_neighbours`` similar users are consulted per request, from a
     pool of at most ``neighbour_pool`` stored users with ≥ ``neighbour_min_ratings`` ratings.
-    A rating ≥ ``threshold`` counts as liked. Safe to share between threads (the neighbour
-    index is built under a lock).
+    A rating ≥ ``threshold`` counts as liked. ``index_cache`` keeps the pool's codes on disk
+    between processes (:mod:`aerec.recommend.index_cache`). Safe to share between threads
+    (the neighbour index is built under a lock).
     """
 
     def __init__(
@@ -268,6 +270,7 @@ class Explainer:
         n_neighbours: int = DEFAULT_NEIGHBOURS,
         neighbour_min_ratings: int = NEIGHBOUR_MIN_RATINGS,
         neighbour_pool: int = NEIGHBOUR_POOL,
+        index_cache: IndexCache | None = None,
     ) -> None:
         self.model = model
         self.catalogue = catalogue
@@ -277,6 +280,8 @@ class Explainer:
         self.n_neighbours = int(n_neighbours)
         self.neighbour_min_ratings = int(neighbour_min_ratings)
         self.neighbour_pool = int(neighbour_pool)
+        #: Where the neighbour index is kept between processes (``None``: memory only).
+        self.index_cache = index_cache
         self._neighbours: NeighbourIndex | None = None
         self._lock = threading.Lock()
 
@@ -288,11 +293,25 @@ class Explainer:
         if self._neighbours is None:
             with self._lock:
                 if self._neighbours is None:
-                    self._neighbours = NeighbourIndex.build(
-                        self.model, self.stored, min_ratings=self.neighbour_min_ratings,
-                        max_users=self.neighbour_pool,
-                    )
+                    self._neighbours = self._load_or_build()
         return self._neighbours
+
+    def _load_or_build(self) -> NeighbourIndex:
+        """The index from :attr:`index_cache` when it holds this one, else built (and saved
+        there for the next process)."""
+        stored = self.stored
+        assert stored is not None
+        cache = self.index_cache
+        found = cache.load(stored.n_users) if cache is not None else None
+        if found is not None:
+            return NeighbourIndex(*found)
+        index = NeighbourIndex.build(
+            self.model, stored, min_ratings=self.neighbour_min_ratings,
+            max_users=self.neighbour_pool,
+        )
+        if cache is not None:
+            cache.save(index.rows, index.codes, index.centre)
+        return index
 
     def pulled_up(
         self, cols: np.ndarray, vals: np.ndarray, top: np.ndarray, reference: np.ndarray

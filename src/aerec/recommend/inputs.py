@@ -170,8 +170,18 @@ class RatingParser:
         self, ratings: Mapping[int | str, float] | Sequence[Any] | None
     ) -> tuple[np.ndarray, np.ndarray]:
         """See :meth:`aerec.recommend.Recommender.parse_ratings`."""
+        cols, vals, _resolved = self.resolve(ratings)
+        return cols, vals
+
+    def resolve(
+        self, ratings: Mapping[int | str, float] | Sequence[Any] | None
+    ) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+        """:meth:`parse`, plus how each movie given as a title was resolved: ``{"query",
+        "movie_id", "title", "year"}`` per title, in the order given (so the person sees
+        which film "star wars" became)."""
+        resolved: list[dict] = []
         if ratings is None:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            return np.zeros(0, np.int64), np.zeros(0, np.float32), resolved
         if isinstance(ratings, Mapping):
             pairs: Iterable[Any] = ratings.items()
         elif isinstance(ratings, (str, bytes)):
@@ -182,6 +192,8 @@ class RatingParser:
         for pair in pairs:
             ref, value = self._pair(pair)
             col = self.catalogue.resolve_column(ref)
+            if isinstance(ref, str) and not self.catalogue.is_id(ref):
+                resolved.append({"query": ref.strip(), **self.catalogue.describe(col)})
             rating = self._rating(value, col)
             if col in chosen and chosen[col] != rating:
                 raise InvalidRating(
@@ -191,7 +203,7 @@ class RatingParser:
             chosen[col] = rating
         cols = np.fromiter(chosen.keys(), dtype=np.int64, count=len(chosen))
         vals = np.fromiter(chosen.values(), dtype=np.float32, count=len(chosen))
-        return cols, vals
+        return cols, vals, resolved
 
     @staticmethod
     def _pair(pair: Any) -> tuple[Any, Any]:

@@ -136,6 +136,32 @@ def parse_ranking(mode: str | None) -> Ranking:
     return Ranking(name, value)
 
 
+#: Why a list is in its order, per ranking, in words for the person reading it (no formulas):
+#: every mode but ``predicted`` can put a lower predicted rating above a higher one.
+ORDER_NOTES = {
+    HEAD: "Ordered by how likely you are to watch and like each movie (a blend of predicted "
+          "stars and what people with your tastes rated), so a lower predicted rating can "
+          "rank higher.",
+    "predicted": "Ordered by predicted stars, highest first.",
+    "damped": "Ordered by predicted stars, pulled towards your average prediction for movies "
+              "with few ratings (their predictions are less certain), so a lower predicted "
+              "rating can rank higher.",
+    "lcb": "Ordered by a cautious estimate of your stars: the prediction minus a margin that "
+           "is larger for movies with few ratings, so a lower predicted rating can rank higher.",
+    "blend": "Ordered by how likely you are to watch and like each movie (predicted stars plus "
+             "a bonus for movies many people have rated), so a lower predicted rating can rank "
+             "higher.",
+    "popular": "Ordered by average rating, pulled towards the overall average for movies with "
+               "few ratings.",
+}
+
+
+def order_note(mode: str) -> str:
+    """One plain sentence saying why a list ranked by ``mode`` (a :class:`Ranking` name, or
+    ``"popular"`` for the fallback) is in its order."""
+    return ORDER_NOTES[mode]
+
+
 def damped_means(
     movie_means: np.ndarray, counts: np.ndarray, global_mean: float, prior: float = POPULAR_PRIOR
 ) -> np.ndarray:
@@ -150,8 +176,10 @@ __all__ = [
     "DEFAULT_RANKING",
     "HEAD",
     "POPULAR_PRIOR",
+    "ORDER_NOTES",
     "RANKING_MODES",
     "Ranking",
     "damped_means",
+    "order_note",
     "parse_ranking",
 ]

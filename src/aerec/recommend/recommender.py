@@ -8,8 +8,11 @@ id maps, titles, rating scale, training statistics and the training users' ratin
 * A **known user** (``recommend_for_user``) is folded in from all their stored training
   ratings — exactly the same call as passing those ratings to ``recommend``.
 * **No usable ratings** (empty input) gets the documented fallback, :meth:`Recommender.popular`:
-  well-rated popular movies, ranked by damped (Bayesian) mean rating among movies with at least
-  the median number of training ratings, flagged ``fallback=True`` with a ``note``.
+  well-rated popular movies, ranked by average rating pulled towards the overall average for
+  movies with few ratings (a Bayesian mean), among movies with at least the median number of
+  training ratings, flagged ``fallback=True`` with a ``note``.
+* **Every known user at once** (:meth:`Recommender.recommend_all`, ``aerec recommend
+  --all-users``): top-N lists in bounded batches of users, :mod:`aerec.recommend.batch`.
 
 Each recommendation carries evidence (``explain=True``, the default): the most similar stored
 users in the autoencoder's code space who rated the movie highly, and which of the user's own
@@ -18,7 +21,8 @@ ratings pulled it up (leave-one-out, in stars), summed up in one ``reason`` sent
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,13 @@ import torch
 
 from aerec.checkpoint import Checkpoint, load_checkpoint
 from aerec.data.ratings import RatingScale
+from aerec.recommend.batch import (
+    DEFAULT_BATCH_SIZE,
+    UserBatch,
+    WriteSummary,
+    iter_recommendations,
+    write_recommendations,
+)
 from aerec.recommend.catalogue import Catalogue
 from aerec.recommend.explain import (
     DEFAULT_NEIGHBOURS,
@@ -39,6 +50,7 @@ from aerec.recommend.explain import (
     score_user,
     stars,
 )
+from aerec.recommend.index_cache import IndexCache, cache_path, checkpoint_identity
 from aerec.recommend.inputs import KnownUsers, RatingParser, check_k
 from aerec.recommend.ranking import (
     DEFAULT_RANKING,
@@ -46,6 +58,7 @@ from aerec.recommend.ranking import (
     POPULAR_PRIOR,
     Ranking,
     damped_means,
+    order_note,
     parse_ranking,
 )
 from aerec.recommend.results import MovieInfo, Recommendation, Recommendations
@@ -61,7 +74,10 @@ class Recommender:
 
     Safe to share between threads (lazy indexes are built under a lock; inference is
     read-only). ``n_neighbours`` similar users are consulted per request, from a pool of at most
-    ``neighbour_pool`` stored users with ≥ ``neighbour_min_ratings`` ratings.
+    ``neighbour_pool`` stored users with ≥ ``neighbour_min_ratings`` ratings. With
+    ``cache_index`` (the default of :meth:`load`, which knows the model is the file's) the
+    pool's codes are built once per checkpoint and kept beside it (``best.pt`` →
+    ``best.neighbours.npz``, :mod:`aerec.recommend.index_cache`).
     """
 
     def __init__(
@@ -71,6 +87,7 @@ class Recommender:
         n_neighbours: int = DEFAULT_NEIGHBOURS,
         neighbour_min_ratings: int = NEIGHBOUR_MIN_RATINGS,
         neighbour_pool: int = NEIGHBOUR_POOL,
+        cache_index: bool = False,
     ) -> None:
         self.checkpoint = checkpoint
         self.model = checkpoint.model.eval()
@@ -93,14 +110,29 @@ class Recommender:
             self.model, catalogue, self.stored, self.user_ids, threshold=self.threshold,
             n_neighbours=n_neighbours, neighbour_min_ratings=neighbour_min_ratings,
             neighbour_pool=neighbour_pool,
+            index_cache=self._index_cache(neighbour_min_ratings, neighbour_pool)
+            if cache_index else None,
         )
         #: The model has its own ranking head (:mod:`aerec.model.ranked`).
         self.has_head = bool(self.model.has_ranking_head)
         #: The ranking used when none is asked for: the head if there is one, else
         #: :data:`~aerec.recommend.ranking.DEFAULT_RANKING` (docs/ranking.md).
         self.default_ranking = HEAD if self.has_head else DEFAULT_RANKING
+        self._head_takes_predictions = self.has_head and "predictions" in inspect.signature(
+            self.model.rank_dense).parameters
 
     # -------------------------------------------------------------------- construction
+    def _index_cache(self, min_ratings: int, pool: int) -> IndexCache | None:
+        """The on-disk home of this checkpoint's similar-user index (beside the file),
+        keyed by its contents and the pool's settings; ``None`` without stored ratings."""
+        if self.stored is None or not self.path.is_file():
+            return None
+        return IndexCache(cache_path(self.path), {
+            "checkpoint": checkpoint_identity(self.path, self.checkpoint.payload),
+            "min_ratings": int(min_ratings), "max_users": int(pool), "centre": True,
+            "n_users": int(self.stored.n_users), "n_movies": int(self.n_movies),
+        })
+
     @classmethod
     def load(
         cls,
@@ -115,7 +147,8 @@ class Recommender:
         Needs nothing but the checkpoint. ``warm=True`` builds the title and neighbour indexes
         now instead of on first use (a server should, to keep first requests fast).
         ``options`` go to the constructor (``n_neighbours``, ``neighbour_min_ratings``,
-        ``neighbour_pool``).
+        ``neighbour_pool``, ``cache_index``: keep the similar-user index beside the checkpoint,
+        default True here).
         """
         path = Path(path)
         if path.is_dir():
@@ -130,6 +163,7 @@ class Recommender:
                 )
         elif not path.exists():
             raise FileNotFoundError(f"{path}: no such run directory or checkpoint")
+        options.setdefault("cache_index", True)
         recommender = cls(load_checkpoint(path, device=device), **options)
         if warm:
             recommender.warm()
@@ -246,17 +280,20 @@ class Recommender:
         k = check_k(k)
         mode = self.ranking_mode(ranking)
         eligible = self.catalogue.eligible(min_ratings, year_min, year_max)
-        cols, vals = self.parse_ratings(ratings)
+        cols, vals, resolved = self.rating_parser.resolve(ratings)
         if len(cols) == 0:
-            return self._popular(
+            out = self._popular(
                 k, eligible, np.zeros(0, np.int64), explain=explain,
                 note=(
                     "No ratings given, so these are the fallback: well-rated popular movies "
-                    "(damped mean rating among movies with enough ratings), not personal "
-                    "recommendations. Rate a few movies to get your own."
+                    "among those with enough ratings, not personal recommendations. Rate a "
+                    "few movies to get your own."
                 ),
             )
-        return self._recommend_columns(cols, vals, k, eligible, mode, explain)
+        else:
+            out = self._recommend_columns(cols, vals, k, eligible, mode, explain)
+        out.resolved = resolved
+        return out
 
     def recommend_for_user(
         self,
@@ -301,8 +338,9 @@ class Recommender:
     ) -> Recommendations:
         """The documented fallback: well-rated popular movies.
 
-        Movies are ranked by their damped (Bayesian) mean training rating
-        ``(n·mean + 25·global_mean) / (n + 25)`` among movies with at least ``min_ratings``
+        Movies are ranked by their average training rating pulled towards the overall average
+        for movies with few ratings (a Bayesian mean,
+        ``(n·mean + 25·global_mean) / (n + 25)``) among movies with at least ``min_ratings``
         training ratings (default: the median count of rated movies). ``exclude``: movies
         (ids or titles) to leave out. ``fallback`` is True and ``note`` says what this is.
         """
@@ -312,8 +350,8 @@ class Recommender:
         return self._popular(
             k, eligible, cols, explain=explain, default_min=min_ratings is None,
             note=(
-                "Well-rated popular movies (damped mean rating among movies with enough "
-                "ratings), the same for everyone."
+                "Well-rated popular movies among those with enough ratings, the same for "
+                "everyone."
             ),
         )
 
@@ -355,19 +393,64 @@ class Recommender:
             ))
         if not items:
             note = note + " No movie passes the filters."
-        return Recommendations(items=items, fallback=True, note=note, ranking="popular")
+        return Recommendations(items=items, fallback=True, note=note, ranking="popular",
+                               order_note=order_note("popular"))
 
-    def _scores(
-        self, mode: Ranking, cols: np.ndarray, vals: np.ndarray, predicted: np.ndarray
+    def ranking_scores(
+        self, mode: Ranking, indptr: np.ndarray, indices: np.ndarray, values: np.ndarray,
+        predictions: torch.Tensor,
     ) -> np.ndarray:
-        """What the list is ordered by ``(n_movies,)``: the model's ranking head, or the mode's
+        """What lists are ordered by, float32 ``(batch, n_movies)``, for users given as CSR
+        arrays of their ratings whose ``predictions`` (the model's ``predict_dense``,
+        ``(batch, n_movies)``) are computed already: the model's ranking head, or the mode's
         scores of the predicted ratings; untrained movies are ``-inf`` either way."""
         if mode.name == HEAD:
-            head = self.model.rank_dense(np.array([0, len(cols)], dtype=np.int64), cols, vals)
-            scores = head[0].detach().float().cpu().numpy().copy()
-            scores[self.counts == 0] = -np.inf  # as in every mode: untrained movies never rank
+            if self._head_takes_predictions:  # spare the head a second pass of the network
+                head = self.model.rank_dense(indptr, indices, values, predictions=predictions)
+            else:
+                head = self.model.rank_dense(indptr, indices, values)
+            scores = head.detach().float().cpu().numpy().copy()
+            scores[:, self.counts == 0] = -np.inf  # as in every mode: untrained never rank
             return scores
+        predicted = predictions.detach().float().cpu().numpy()
         return mode.scores(predicted, self.counts, self.scale.maximum - self.scale.minimum)
+
+    def recommend_all(
+        self,
+        k: int = 10,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        users: Sequence[int] | None = None,
+        min_ratings: int | None = None,
+        year_min: int | None = None,
+        year_max: int | None = None,
+        ranking: str | None = None,
+    ) -> Iterator[UserBatch]:
+        """Top-``k`` lists of every known user (or of ``users``, raw ids), one
+        :class:`~aerec.recommend.batch.UserBatch` of flat columns per ``batch_size`` users —
+        memory bounded by one ``(batch_size, n_movies)`` block. Each list is the one
+        :meth:`recommend_for_user` gives with ``explain=False``. To write them all to a file,
+        :meth:`write_all`."""
+        return iter_recommendations(
+            self, k, batch_size=batch_size, users=users, min_ratings=min_ratings,
+            year_min=year_min, year_max=year_max, ranking=ranking,
+        )
+
+    def write_all(
+        self,
+        path: str | Path,
+        k: int = 10,
+        *,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        progress: Callable[[int], None] | None = None,
+        **options: Any,
+    ) -> WriteSummary:
+        """Every known user's top-``k`` (:meth:`recommend_all`) written to ``path`` —
+        ``.parquet`` or ``.csv``, columns ``user_id, rank, movie_id, title, score`` — atomically
+        (:func:`aerec.recommend.batch.write_recommendations`)."""
+        return write_recommendations(
+            self, path, k, batch_size=batch_size, progress=progress, **options
+        )
 
     def _recommend_columns(
         self,
@@ -381,7 +464,8 @@ class Recommender:
     ) -> Recommendations:
         code, out = score_user(self.model, cols, vals)
         predicted = out.detach().float().cpu().numpy()
-        scores = self._scores(mode, cols, vals, predicted)
+        indptr = np.array([0, len(cols)], dtype=np.int64)
+        scores = self.ranking_scores(mode, indptr, cols, vals, out[None])[0]
         eligible = eligible.copy()
         eligible[cols] = False
         top = _top(scores, eligible, k)
@@ -421,6 +505,7 @@ class Recommender:
         return Recommendations(
             items=items, fallback=False, note=note, neighbours=neighbours,
             used_ratings=self.catalogue.rated(cols, vals), ranking=mode.label,
+            order_note=order_note(mode.name),
         )
 
 

@@ -87,7 +87,10 @@ class Recommendations:
     ``fallback``: True when the list is the popular-movies fallback (``note`` says why).
     ``neighbours``: the most similar users consulted, ``{"user_id", "similarity",
     "n_ratings", "liked": [movies they rated highest]}``. ``used_ratings``: the ratings the
-    list was computed from, ``{"movie_id", "title", "year", "rating"}``.
+    list was computed from, ``{"movie_id", "title", "year", "rating"}``. ``order_note``: why
+    the list is in this order, in one plain sentence (a lower predicted rating can rank
+    higher). ``resolved``: how each movie given by title was read, ``{"query", "movie_id",
+    "title", "year"}``.
     """
 
     items: list[Recommendation]
@@ -99,6 +102,10 @@ class Recommendations:
     ranking: str = ""
     #: The known user's raw id (``recommend_for_user``), else ``None``.
     user_id: int | None = None
+    #: Why the list is in this order, in plain words (:func:`aerec.recommend.ranking.order_note`).
+    order_note: str = ""
+    #: How the titles the person typed were resolved, in the order given.
+    resolved: list[dict] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -124,7 +131,9 @@ class Recommendations:
             ],
             "used_ratings": [dict(d) for d in self.used_ratings],
             "ranking": self.ranking,
+            "order_note": self.order_note,
             "user_id": self.user_id,
+            "resolved": [dict(d) for d in self.resolved],
         }
 
 

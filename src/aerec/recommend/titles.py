@@ -15,8 +15,16 @@ removed (``"Matrix, The (1999)"``, ``"The Matrix"`` and ``"matrix"`` all have th
 2. otherwise the best fuzzy matches (RapidFuzz; typo-tolerant, numbers must agree so that
    "Toy Story 3" never becomes "Toy Story 2"), with the same rules for ties;
 3. otherwise titles containing the query as whole words ("romeo and juliet" → "William
-   Shakespeare's Romeo and Juliet"), one film or a short ambiguous list;
+   Shakespeare's Romeo and Juliet", "star wars" → the "Star Wars: Episode …" films): one film
+   is a match, several are ambiguous (the :data:`MAX_CANDIDATES` most rated are listed);
 4. otherwise :class:`UnknownMovie` listing the closest titles as suggestions.
+
+A movie found without a year must also be the series' obvious one: when titles that continue
+its name with a subtitle ("Lord of the Rings: The Fellowship of the Ring" after "Lord of the
+Rings") have more training ratings than it, the query names a series, not a film, and
+:class:`AmbiguousTitle` lists them all ("lord of the rings" never silently means the 1978
+film). Numbered sequels do not count ("Toy Story" stays Toy Story (1995): "Toy Story 2" is
+typed with its number).
 
 :meth:`TitleIndex.search` serves incremental search: exact, then prefix, then substring matches
 (each group most-rated first), then fuzzy matches to fill the list.
@@ -55,6 +63,9 @@ _NON_ALNUM = re.compile(r"[^0-9a-z]+")
 _TRAILING_ARTICLE = re.compile(r",\s*(" + "|".join(ARTICLES) + r")\s*$")
 _LEADING_ARTICLE = re.compile(r"^(" + "|".join(ARTICLES) + r")\s+(?=\S)")
 _DIGITS = re.compile(r"\d+")
+#: How a numbered sequel's key goes on after the series' name: "2", "ii the wrath of khan",
+#: "part ii", "chapter 3 ...".
+_SEQUEL_NUMBER = re.compile(r"^(?:part |chapter |episode |vol |volume )?(?:\d+|[ivx]+)(?: |$)")
 
 
 def fold(text: str) -> str:
@@ -209,7 +220,7 @@ class TitleIndex:
         key = title_key(name)
         found = self._match_key(text, key, year)
         if found is not None:
-            return found
+            return found if year is not None else self._not_a_series(text, found)
         bare = _BARE_YEAR_SUFFIX.match(name.strip()) if year is None else None
         if bare is not None and 1800 <= int(bare.group(2)) <= 2100:
             # "toy story 1995": the trailing number may be the year
@@ -229,6 +240,10 @@ class TitleIndex:
             if chosen is not None:
                 return chosen
             if year is not None:  # the title exists, but not from that year
+                # "lord of the rings (2001)": a film of the series from that year
+                series = [c for c in self._continuations(key) if int(self.years[c]) == year]
+                if series:
+                    return self._choose(text, series, year)
                 raise UnknownMovie(
                     f"no movie titled {text!r} in this model",
                     [self.describe(c) for c in self._by_popularity(exact)][:SUGGESTIONS],
@@ -285,9 +300,31 @@ class TitleIndex:
         ))
         if year is not None:
             cols = [c for c in cols if int(self.years[c]) == year]
-        if not cols or len(cols) > MAX_CANDIDATES:
+        if len(cols) > MAX_CANDIDATES:  # many films share these words: list the most rated
+            top = self._by_popularity(cols)[:MAX_CANDIDATES]
+            raise AmbiguousTitle(text, [self.describe(c) for c in self._by_year(top)], len(cols),
+                                 example=self.describe(top[0]))
+        if not cols:
             return None
         return self._choose(text, cols, year)
+
+    def _not_a_series(self, text: str, col: int) -> int:
+        """``col``, unless titles continuing its name with a subtitle (not a sequel number)
+        are more rated than it — then the query names a series: :class:`AmbiguousTitle` with
+        the film and its continuations (the most rated :data:`MAX_CANDIDATES`)."""
+        key = self.keys[col]
+        if not key:
+            return col
+        same = (self.titles[col], int(self.years[col]))
+        found = [c for c in self._continuations(key, numbered=False)
+                 if (self.titles[c], int(self.years[c])) != same]
+        if not found or max(int(self.popularity[c]) for c in found) <= int(self.popularity[col]):
+            return col
+        top = self._by_popularity([col, *found])[:MAX_CANDIDATES]
+        if col not in top:
+            top[-1] = col  # the film the words name exactly is always listed
+        raise AmbiguousTitle(text, [self.describe(c) for c in self._by_year(top)], len(found) + 1,
+                             example=self.describe(top[0]))
 
     def _choose(self, text: str, cols: list[int], year: int | None) -> int | None:
         """One column from candidates: filter by year, then one distinct movie or ambiguity."""
@@ -300,7 +337,20 @@ class TitleIndex:
         distinct = {(self.titles[c], int(self.years[c])) for c in cols}
         if len(distinct) == 1:  # duplicate entries of one film: take the most-rated
             return self._by_popularity(cols)[0]
-        raise AmbiguousTitle(text, [self.describe(c) for c in self._by_year(cols)])
+        raise AmbiguousTitle(text, [self.describe(c) for c in self._by_year(cols)],
+                             example=self.describe(self._by_popularity(cols)[0]))
+
+    def _continuations(self, key: str, numbered: bool = True) -> list[int]:
+        """Columns of the titles that continue ``key`` with more words ("lord of the rings" →
+        "lord of the rings the two towers"), without numbered sequels unless ``numbered``."""
+        prefix = key + " "
+        found: dict[int, None] = {}
+        for i, alias in enumerate(self.alias_keys):
+            if alias.startswith(prefix) and (
+                numbered or not _SEQUEL_NUMBER.match(alias[len(prefix):])
+            ):
+                found[int(self.alias_cols[i])] = None
+        return list(found)
 
     def _by_popularity(self, cols: list[int]) -> list[int]:
         return sorted(cols, key=lambda c: (-int(self.popularity[c]), c))

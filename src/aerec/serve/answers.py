@@ -7,17 +7,18 @@ from typing import Any
 
 import orjson
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import Response
+from fastapi.responses import JSONResponse
 
 from aerec.jsonable import plain
 from aerec.recommend import AmbiguousTitle, UnknownMovie, UnknownUser
 
 
-class JSONAnswer(Response):
+class JSONAnswer(JSONResponse):
     """Compact UTF-8 JSON (orjson: 0.02 ms for an explained top-10, against 0.25 ms with the
     standard library; non-finite floats become ``null``); anything orjson does not take
     (NumPy scalars, non-string keys, objects with ``to_dict``) goes through a sanitising pass
-    first."""
+    first. A ``JSONResponse``, so the OpenAPI schema describes each answer by its route's
+    ``response_model``."""
 
     media_type = "application/json"
 

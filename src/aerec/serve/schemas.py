@@ -160,6 +160,11 @@ class RecommendationsOut(BaseModel):
         ..., description="True when the list is the popular-movies fallback (e.g. no ratings)."
     )
     note: str | None = Field(None, description="Why a fallback was used, or other remarks.")
+    order_note: str = Field(
+        "", description="Why the list is in this order, in one plain sentence: it is ordered by "
+        "how likely the person is to watch and like each movie, so a lower predicted rating can "
+        "rank higher.",
+    )
     neighbours: list[Any] = Field(default_factory=list)
     used_ratings: list[Any] = Field(
         default_factory=list, description="The ratings as the model used them (resolved ids)."

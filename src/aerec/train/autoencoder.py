@@ -26,6 +26,7 @@ from aerec.model.base import RatingModel
 from aerec.train.batching import users_with_ratings
 from aerec.train.budget import Deadline
 from aerec.train.diagnostics import training_warnings
+from aerec.train.distributed import ALONE, Ranks
 from aerec.train.errors import TrainingDiverged
 from aerec.train.finish import prediction_rmse
 from aerec.train.loop import Family, Refit, RunContext
@@ -92,6 +93,7 @@ def refit(
     n_users: int,
     clip: tuple[float, float] | None,
     device: torch.device,
+    ranks: Ranks = ALONE,
 ) -> torch.nn.Module:
     """Train ``config`` from scratch on ``known`` (training + validation ratings) for
     ``epochs`` epochs, epoch ``e`` at the learning rate the selection run used (``history``),
@@ -99,7 +101,7 @@ def refit(
     model = build_model(config, n_movies, n_users, clip)
     replay = config.replace(lr_schedule="none", patience=0)
     empty = sp.csr_matrix(known.shape, dtype=np.float32)
-    trainer = Trainer(model, replay, known, empty, clip=clip, device=device)
+    trainer = Trainer(model, replay, known, empty, clip=clip, device=device, ranks=ranks)
     for metrics in history[:epochs]:
         lr = metrics.lr if math.isfinite(metrics.lr) else config.lr
         for group in trainer.optimizer.param_groups:
@@ -121,7 +123,8 @@ class AutoEncoderFamily(Family):
         self.ctx, self.config = ctx, config
         self.model_ = build_model(config, ds.n_movies, ds.n_users, ctx.clip)
         self.trainer = Trainer(self.model_, config, splits.train, splits.validation,
-                               clip=ctx.clip, device=ctx.device, callback=ctx.callback)
+                               clip=ctx.clip, device=ctx.device, callback=ctx.callback,
+                               ranks=ctx.ranks)
         self.item_based = config.orientation == "item"
         self.fold_in_multiple = config.fold_in_scale or 1.0
         self.batches_per_epoch = self.trainer.batches_per_epoch
@@ -138,6 +141,7 @@ class AutoEncoderFamily(Family):
         return self.trainer.lr
 
     estimate_memory = staticmethod(autoencoder_memory)
+    distributed = True
 
     def always_finish(self, ctx: RunContext) -> bool:
         # an item model's fold-in penalty is chosen on the validation split
@@ -225,7 +229,8 @@ class AutoEncoderFamily(Family):
     def refit(self, epochs: int, history: list[EpochMetrics], deadline: Deadline) -> Refit:
         ds, known = self.ctx.dataset, self.ctx.known
         model = refit(self.config, known, history, epochs, n_movies=ds.n_movies,
-                      n_users=ds.n_users, clip=self.ctx.clip, device=self.ctx.device)
+                      n_users=ds.n_users, clip=self.ctx.clip, device=self.ctx.device,
+                      ranks=self.ctx.ranks)
         if self.item_based:
             model.prepare_inference(
                 oriented(known, "item"),

@@ -186,7 +186,8 @@ class EnsembleFamily(Family):
     def best_extras(self, history: list[EpochMetrics]) -> dict:
         return {"member_val_rmse": self.member_val}
 
-    def write_outputs(self, ctx: RunContext, history: list[EpochMetrics]) -> None:
+    def write_outputs(self, ctx: RunContext, history: list[EpochMetrics],
+                      best_epoch: int | None = None) -> None:
         # no metrics.csv of its own (an ensemble has no epochs): members.csv, each member's
         # metrics.csv, and one plot of the members' validation curves
         ctx.path(METRICS_FILE).unlink(missing_ok=True)

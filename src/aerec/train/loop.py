@@ -49,10 +49,16 @@ from aerec.jsonable import plain as _plain_values
 from aerec.model.base import RatingModel
 from aerec.train.batching import union_rows
 from aerec.train.budget import BudgetReport, Deadline, EpochClock
+from aerec.train.distributed import ALONE, Ranks
 from aerec.train.errors import TrainingDiverged
 from aerec.train.events import Callback, EpochFinished, RunFinished, RunStarted, StageStarted
 from aerec.train.finish import budgeted_ranking, ranking_seconds, with_ranking
-from aerec.train.metrics_log import EpochMetrics, plot_learning_curve, write_metrics_csv
+from aerec.train.metrics_log import (
+    EpochMetrics,
+    plot_learning_curve,
+    reference_rmse,
+    write_metrics_csv,
+)
 
 CONFIG_FILE = "config.toml"
 METRICS_FILE = "metrics.csv"
@@ -115,6 +121,13 @@ class RunContext:
     #: ``train(dataset, out_dir, config, *, resume, callback, deadline)`` — a whole run, for
     #: families made of runs (an ensemble's members).
     train_run: Callable[..., TrainResult] | None = None
+    #: This process's place in a data-parallel job (:mod:`aerec.train.distributed`): only
+    #: the writer (rank 0) writes files; the others wait for it before reading them.
+    ranks: Ranks = ALONE
+
+    @property
+    def writes(self) -> bool:
+        return self.ranks.is_writer
 
     @property
     def clip(self) -> tuple[float, float]:
@@ -197,6 +210,8 @@ class Family:
     selects_every_epoch: bool = True
     #: Has a refit of its own (else ``refit`` in the config means nothing to it).
     refits: bool = True
+    #: Trains data-parallel across the ranks of a ``torchrun`` job.
+    distributed: bool = False
     #: Epochs completed, epochs planned, steps per epoch, rows trained on, learning rate.
     epoch: int = 0
     total_epochs: int = 0
@@ -314,11 +329,17 @@ class Family:
                  stopped_early: bool, patience: int) -> list[str]:
         return []
 
-    def write_outputs(self, ctx: RunContext, history: list[EpochMetrics]) -> None:
-        """Files written when the run ends (families that do not write them every epoch)."""
+    def write_outputs(self, ctx: RunContext, history: list[EpochMetrics],
+                      best_epoch: int | None = None) -> None:
+        """Files written when the run ends (families that do not write them every epoch);
+        ``best_epoch`` is the selected epoch."""
         if not (self.epoch_wise and self.resumable):
             write_metrics_csv(ctx.path(METRICS_FILE), history)
-            plot_learning_curve(ctx.path(CURVE_FILE), history, title=ctx.out_dir.name)
+            plot_learning_curve(
+                ctx.path(CURVE_FILE), history, title=ctx.config.describe(),
+                best_epoch=best_epoch,
+                baselines=reference_rmse(ctx.splits.train, ctx.splits.validation, ctx.clip),
+            )
 
     def result(self, ctx: RunContext, result: TrainResult) -> TrainResult:
         """The run's result, as the family reports it (unchanged by default)."""
@@ -368,7 +389,8 @@ def run_family(family: Family, ctx: RunContext, saved: dict | None = None) -> Tr
     ctx.out_dir.mkdir(parents=True, exist_ok=True)
     if saved is not None and not family.resumable:  # a finished run: report it as it stands
         return _finished(family, ctx, saved)
-    ctx.config.save_toml(ctx.path(CONFIG_FILE))
+    if ctx.writes:
+        ctx.config.save_toml(ctx.path(CONFIG_FILE))
     report = BudgetReport(ctx.config.time_budget) if ctx.deadline.limited else None
     selection = _Selection()
     out_of_time = False
@@ -381,12 +403,17 @@ def run_family(family: Family, ctx: RunContext, saved: dict | None = None) -> Tr
                      and family.epoch < family.total_epochs)
     notes: dict = {}
     wanted = ctx.config.refit or ctx.config.ranking != "none"
-    if history and (family.always_finish(ctx) or (wanted and ctx.has_validation)):
+    # a family that does not write checkpoints every epoch writes them here
+    if history and (family.always_finish(ctx) or not _checkpointed(family)
+                    or (wanted and ctx.has_validation)):
         notes = _finish(family, ctx, history, selection, report)
     if report is not None:
         report.seconds_used = time.perf_counter() - ctx.start_time
         notes["budget"] = report.to_dict()
-    family.write_outputs(ctx, history)
+    if ctx.writes:
+        family.write_outputs(ctx, history, history[selection.index].epoch
+                             if history and selection.index is not None else None)
+    ctx.ranks.barrier()
     return _result(family, ctx, history, selection, stopped_early, notes)
 
 
@@ -405,8 +432,10 @@ def _epochs(family: Family, ctx: RunContext, saved: dict | None, selection: _Sel
         family.load_state_dict(saved)
         history = [EpochMetrics.from_dict(h) for h in saved["history"]]
         selection.bad_epochs = int(saved["best"].get("bad_epochs", 0))
-        if history:
-            selection.index = best_index(history)
+        if history:  # the epoch the run had selected (only eligible epochs are)
+            selected = int(saved["best"].get("epoch", 0))
+            selection.index = (selected - 1 if 1 <= selected <= len(history)
+                               else best_index(history))
     best_path, last_path = ctx.path(BEST_FILE), ctx.path(LAST_FILE)
     checkpointed = _checkpointed(family)
     # the in-memory selected model starts as the current one (a resumed run's best.pt is
@@ -427,6 +456,8 @@ def _epochs(family: Family, ctx: RunContext, saved: dict | None, selection: _Sel
         return {**history[i].to_dict(), "bad_epochs": selection.bad_epochs}
 
     def write(kind: str, best: dict) -> None:
+        if not ctx.writes:
+            return
         if kind == "best":
             model = family.checkpoint_model(family.model(selection.snapshot))
             epoch, state = selected_epoch(), None
@@ -478,20 +509,29 @@ def _epochs(family: Family, ctx: RunContext, saved: dict | None, selection: _Sel
                         write("best", selection.pending)
                         selection.pending = None
                     write("last", best_dict())
-                    write_metrics_csv(ctx.path(METRICS_FILE), history)
+                    if ctx.writes:
+                        write_metrics_csv(ctx.path(METRICS_FILE), history)
                     last_saved = now
             clock.record(time.perf_counter() - epoch_start)
             ctx.announce(EpochFinished(metrics, selected_epoch(), improved))
     finally:
-        if history and checkpointed:
-            plot_learning_curve(ctx.path(CURVE_FILE), history, title=ctx.out_dir.name)
+        if history and checkpointed and ctx.writes:
+            plot_learning_curve(
+                ctx.path(CURVE_FILE), history, title=ctx.config.describe(),
+                best_epoch=(history[selection.index].epoch if selection.index is not None
+                            else None),
+                baselines=reference_rmse(ctx.splits.train, ctx.splits.validation, ctx.clip),
+            )
     if selection.index is None and history:  # nothing could be selected: keep the last state
         selection.index, selection.snapshot = len(history) - 1, family.snapshot()
+        if checkpointed:
+            write("best", best_dict())
     if out_of_time and history and checkpointed:  # the budget ended it, perhaps between saves
         if selection.pending is not None:
             write("best", selection.pending)
         write("last", best_dict())
-        write_metrics_csv(ctx.path(METRICS_FILE), history)
+        if ctx.writes:
+            write_metrics_csv(ctx.path(METRICS_FILE), history)
     if report is not None:
         report.trained.append(family.trained_summary(history, out_of_time))
     return history, out_of_time
@@ -517,6 +557,7 @@ def _finish(family: Family, ctx: RunContext, history: list[EpochMetrics],
     ``last.pt`` for families that do not write it every epoch); returns notes on what was
     decided. Deterministic, so a resumed run repeats it identically."""
     config, deadline = ctx.config, ctx.deadline
+    ctx.ranks.barrier()  # rank 0 has written the checkpoints the others read next
     if _checkpointed(family):  # the selected epoch's checkpoint is on disk
         best_path, selected_path = ctx.path(BEST_FILE), ctx.path(SELECTED_FILE)
         source = read_payload(best_path)
@@ -545,7 +586,8 @@ def _finish(family: Family, ctx: RunContext, history: list[EpochMetrics],
              name: str) -> dict:
         payload = ctx.payload(kind, model, epoch=epoch, history=saved_history, best=best,
                               stats=stats)
-        save_checkpoint(payload, ctx.path(name))
+        if ctx.writes:
+            save_checkpoint(payload, ctx.path(name))
         return payload
 
     selected_best.update(_plain(notes))
@@ -577,7 +619,7 @@ def _finish(family: Family, ctx: RunContext, history: list[EpochMetrics],
         notes["budget"] = report.to_dict()
     payload = save("best", final, {**selected_best, **_plain(notes), "finished": True}, stats,
                    BEST_FILE)
-    if not _checkpointed(family):
+    if not _checkpointed(family) and ctx.writes:
         save_checkpoint({**payload, "kind": "last"}, ctx.path(LAST_FILE))
     return notes
 

@@ -9,6 +9,7 @@ writes the run directory described there.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from aerec.data.splits import make_splits
 from aerec.data.store import PreparedDataset, load_dataset
 from aerec.model.base import trainer_for
 from aerec.system import available_cores
+from aerec.train import distributed
 from aerec.train.budget import Deadline
 from aerec.train.errors import IncompatibleResume
 from aerec.train.events import Callback, StageStarted
@@ -120,6 +122,12 @@ def train(
     config = config or TrainConfig()
     if deadline is None:
         deadline = Deadline.after(config.time_budget, start=start_time)
+    # a data-parallel job (torchrun): join the other ranks; only rank 0 reports and writes
+    device = distributed.device_for(resolve_device(config.device))
+    ranks = distributed.setup(device)
+    ranks.barrier()  # every rank has looked at the run directory before rank 0 writes to it
+    if not ranks.is_writer:
+        callback = None
 
     ds = dataset if isinstance(dataset, PreparedDataset) else load_dataset(dataset)
     splits = make_splits(
@@ -155,14 +163,22 @@ def train(
                       seconds=deadline.remaining())
         if callback is not None:
             callback(StageStarted("auto", describe(config)))
+    make_family = trainer_for(family_kind(config))
+    if ranks.active and not make_family.distributed:
+        raise ValueError(
+            f"{config.describe()}: trains on one machine; data-parallel training (torchrun) "
+            "covers the user- and item-based autoencoders (docs/distributed.md says why one "
+            "machine suffices for the factorisation)"
+        )
     # refuse a model that cannot fit before allocating it (layers = [1000000000], ...)
     check_memory(config, ds.n_users, ds.n_movies, int(splits.train.nnz))
     previous_threads = torch.get_num_threads()
-    torch.set_num_threads(config.threads or available_cores())
+    # ranks sharing a machine share its cores
+    local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if ranks.active else 1
+    torch.set_num_threads(config.threads or max(1, available_cores() // local_ranks))
     try:
-        ctx = RunContext(config, ds, splits, dataset_info, out_dir, callback,
-                         resolve_device(config.device), deadline, start_time, train_run=train)
-        family = trainer_for(family_kind(config))(ctx)
-        return run_family(family, ctx, saved)
+        ctx = RunContext(config, ds, splits, dataset_info, out_dir, callback, device, deadline,
+                         start_time, train_run=train, ranks=ranks)
+        return run_family(make_family(ctx), ctx, saved)
     finally:
         torch.set_num_threads(previous_threads)

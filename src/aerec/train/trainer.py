@@ -24,9 +24,11 @@ from aerec.model.item_autoencoder import ItemAutoEncoder
 from aerec.model.sparse_rows import SparseRows
 from aerec.train.batching import (
     batch_count,
+    iter_rank_batches,
     iter_rating_batches,
     users_with_ratings,
 )
+from aerec.train.distributed import ALONE, Ranks, all_reduce_gradients
 from aerec.train.errors import TrainingDiverged
 from aerec.train.events import BatchFinished, Callback
 from aerec.train.metrics_log import ErrorSums
@@ -177,6 +179,7 @@ class Trainer:
         clip: tuple[float, float] | None = None,
         device: torch.device | str = "cpu",
         callback: Callback | None = None,
+        ranks: Ranks = ALONE,
     ) -> None:
         orientation = model.orientation
         expected = (model.n_columns, model.n_movies) if orientation == "item" else (
@@ -205,7 +208,10 @@ class Trainer:
         self.callback = callback
         #: Rows (users, or movies for the item-based model) with training ratings.
         self.train_users = users_with_ratings(self.train_matrix)
-        self.validation_users = users_with_ratings(self.validation_matrix)
+        #: A data-parallel job's ranks (:mod:`aerec.train.distributed`): every rank walks the
+        #: same global batches and trains its share of each; validation rows are split.
+        self.ranks = ranks
+        self.validation_users = ranks.shard(users_with_ratings(self.validation_matrix))
         self.model.fit_centring(self.train_matrix)
         #: The optimiser's weight decay (``config.l2 / N`` when ``l2`` is set).
         self.weight_decay = config.effective_weight_decay(self.train_matrix.nnz)
@@ -213,6 +219,9 @@ class Trainer:
         self.scheduler = make_scheduler(config, self.optimizer, self.total_epochs)
         _, shuffle_seed, dropout_seed = seed_streams(config.seed)
         self.shuffle_rng = np.random.default_rng(shuffle_seed)
+        if ranks.active:  # each rank's rows get masks of their own
+            dropout_seed = int(
+                np.random.SeedSequence([dropout_seed, ranks.rank]).generate_state(1)[0])
         self.dropout_generator = torch.Generator(device=self.device).manual_seed(dropout_seed)
         largest = max(abs(clip[0]), abs(clip[1])) if clip else _max_abs(self.train_matrix)
         #: A batch loss above this (or not finite) means the run has diverged.
@@ -246,18 +255,35 @@ class Trainer:
         epoch, lr, batches = self.epoch + 1, self.lr, self.batches_per_epoch
         dtype = self.model.dtype
         sums = ErrorSums(self.clip)
-        batch_iter = iter_rating_batches(
-            self.train_matrix, self.train_users, self.config.batch_size, self.shuffle_rng,
-            dtype=dtype, device=self.device,
-        )
-        for number, (_, inputs) in enumerate(batch_iter, start=1):
-            predictions = self.model(inputs, generator=self.dropout_generator)
-            loss = F.mse_loss(predictions, inputs.values)
-            loss_value = loss.item()
-            if not math.isfinite(loss_value) or loss_value > self.loss_limit:
-                raise TrainingDiverged(epoch, number, batches, loss_value, self.loss_limit, lr)
-            self._optimise(loss)
-            sums.add(predictions, inputs.values, loss_value)
+        if self.ranks.active:  # this rank's share of each global batch, and its rating count
+            batch_iter = iter_rank_batches(
+                self.train_matrix, self.train_users, self.config.batch_size,
+                self.shuffle_rng, self.ranks, dtype=dtype, device=self.device,
+            )
+        else:
+            batch_iter = ((rows, inputs, inputs.nnz) for rows, inputs in iter_rating_batches(
+                self.train_matrix, self.train_users, self.config.batch_size,
+                self.shuffle_rng, dtype=dtype, device=self.device,
+            ))
+        for number, (_, inputs, total) in enumerate(batch_iter, start=1):
+            if self.ranks.active:
+                predictions = (self.model(inputs, generator=self.dropout_generator)
+                               if inputs.nnz else None)
+                loss_value, local_mse = self._shared_step(predictions, inputs, total)
+                if not math.isfinite(loss_value) or loss_value > self.loss_limit:
+                    raise TrainingDiverged(epoch, number, batches, loss_value,
+                                           self.loss_limit, lr)
+                self.optimizer.step()
+            else:
+                predictions = self.model(inputs, generator=self.dropout_generator)
+                loss = F.mse_loss(predictions, inputs.values)
+                loss_value = local_mse = loss.item()
+                if not math.isfinite(loss_value) or loss_value > self.loss_limit:
+                    raise TrainingDiverged(epoch, number, batches, loss_value,
+                                           self.loss_limit, lr)
+                self._optimise(loss)
+            if inputs.nnz:
+                sums.add(predictions, inputs.values, local_mse)
             for _ in range(self.config.refeed):
                 self._refeed_step(inputs)
             if self.callback is not None:
@@ -267,7 +293,34 @@ class Trainer:
         ):
             self.scheduler.step()
         self.epoch = epoch
+        self._reduce(sums)
         return sums.loss, sums.rmse
+
+    def _shared_step(self, predictions: torch.Tensor | None, inputs: SparseRows,
+                     total: int) -> tuple[float, float]:
+        """A data-parallel step up to the update: this rank's squared errors over the global
+        batch's rating count ``total`` (so the gradients summed over the ranks are the
+        one-process gradient of the global batch), backward, and one all-reduce of every
+        gradient with the squared-error sum riding along. Returns ``(the global batch's MSE,
+        this rank's MSE)``; the caller checks the former before stepping."""
+        self.optimizer.zero_grad(set_to_none=True)
+        sse = 0.0
+        if predictions is not None:
+            squared = torch.sum((predictions - inputs.values) ** 2)
+            (squared / max(total, 1)).backward()
+            sse = float(squared.detach())
+        total_sse = all_reduce_gradients(
+            self.ranks, [p for p in self.model.parameters() if p.requires_grad], extra=sse)
+        local = sse / inputs.nnz if inputs.nnz else math.nan
+        return total_sse / max(total, 1), local
+
+    def _reduce(self, sums: ErrorSums) -> None:
+        """Sum a pass's error sums over the ranks (a data-parallel job's figures are the whole
+        data's)."""
+        if self.ranks.active:
+            sums.squared_error, sums.clipped_squared_error, count = self.ranks.sum_floats(
+                sums.squared_error, sums.clipped_squared_error, float(sums.count))
+            sums.count = int(count)
 
     def _refeed_step(self, inputs: SparseRows) -> None:
         """Dense re-feeding (Kuchaiev & Ginsburg 2017): the batch's dense reconstruction
@@ -279,14 +332,21 @@ class Trainer:
         predictions = self.model(refed, generator=self.dropout_generator)
         loss = torch.mean((predictions - refed.values) ** 2)
         if not math.isfinite(loss.item()):
-            return  # a diverging re-feed is caught by the next regular step
-        self._optimise(loss)
+            loss = loss * 0  # a diverging re-feed is caught by the next regular step
+        # data-parallel: the ranks' re-feed losses are averaged (each over its own block)
+        self._optimise(loss / self.ranks.world)
 
     def _optimise(self, loss: torch.Tensor) -> None:
         """One optimiser step on ``loss``. The backward runs inside :class:`RowAdam`'s
         ``deferring()`` (when the optimiser is one), so the big matrices' gradients reach its
         update as row records instead of dense tensors."""
         self.optimizer.zero_grad(set_to_none=True)
+        if self.ranks.active:  # dense gradients, summed over the ranks in one all-reduce
+            loss.backward()
+            all_reduce_gradients(self.ranks, [p for p in self.model.parameters()
+                                              if p.requires_grad])
+            self.optimizer.step()
+            return
         deferring = getattr(self.optimizer, "deferring", contextlib.nullcontext)
         with deferring():
             loss.backward()
@@ -313,6 +373,7 @@ class Trainer:
         )
         for (_, inputs), (_, targets) in batches:
             sums.add(self.model(inputs, targets), targets.values)
+        self._reduce(sums)
         return sums.loss, sums.rmse
 
     @torch.no_grad()
@@ -345,6 +406,10 @@ class Trainer:
                 self.scheduler.T_max = self.total_epochs
         self.shuffle_rng.bit_generator.state = json.loads(state["shuffle_rng"])
         self.dropout_generator.set_state(state["dropout_rng"].cpu())
+        if self.ranks.rank:  # rank 0's saved stream: the others draw their own again
+            self.dropout_generator.manual_seed(int(np.random.SeedSequence(
+                [self.dropout_generator.initial_seed(), self.ranks.rank, self.epoch]
+            ).generate_state(1)[0]))
 
 
 def _max_abs(matrix: sp.csr_matrix) -> float:

@@ -1,11 +1,20 @@
 // aerec web page: search titles, rate them, watch the top 10 update.
 // Plain JavaScript, no build step, no external requests: everything goes to this server's API.
+// The server renders the first view (the model's facts and the popular movies) into the page,
+// so something useful shows before this script has run or any request has been answered.
 "use strict";
 
 (() => {
-  const TOP_K = 10;
+  const DEFAULT_K = 10;
   const SEARCH_LIMIT = 8;
   const STORAGE_KEY = "aerec.ratings.v1";
+  const FILTERS_KEY = "aerec.filters.v1";
+  // The same sentence as the server-rendered page (serve/routes/page.py), in plain words.
+  const POPULAR_NOTE =
+    "These are popular movies that most people rate highly, the same for everyone. " +
+    "Rate a few movies you know to get a list of your own.";
+  const NOTHING_PASSES =
+    "No movie matches these filters. Try a wider range of years or a smaller number of ratings.";
 
   const $ = (id) => document.getElementById(id);
   const els = {
@@ -22,10 +31,21 @@
     recsList: $("recs-list"),
     recsNote: $("recs-note"),
     recsError: $("recs-error"),
+    recsHeading: $("recs-heading"),
+    recsOrder: $("recs-order"),
+    filters: $("filters"),
+    filtersError: $("filters-error"),
+    filterK: $("filter-k"),
+    filterYearMin: $("filter-year-min"),
+    filterYearMax: $("filter-year-max"),
+    filterMinRatings: $("filter-min-ratings"),
   };
 
   const state = {
     scale: { minimum: 1, maximum: 5, step: 1 },
+    maxK: 100,
+    // what the last /recommendations answer was, to paint again when the scale changes
+    lastRecs: null,
     // movie_id -> {movie_id, title, year, rating}; insertion order = order rated
     ratings: new Map(),
     searchItems: [],
@@ -61,9 +81,32 @@
     };
   }
 
+  // " (1977)" for a movie whose title does not already end with its year, else "": some
+  // catalogues (MovieLens) keep the year in the title, and "Star Wars (1977) (1977)" is noise.
+  function yearSuffix(movie) {
+    if (!movie.year) return "";
+    return String(movie.title).trimEnd().endsWith(`(${movie.year})`) ? "" : ` (${movie.year})`;
+  }
+
   function movieLabel(movie) {
-    const year = movie.year ? ` (${movie.year})` : "";
-    return String(movie.title).endsWith(year) ? String(movie.title) : `${movie.title}${year}`;
+    return `${movie.title}${yearSuffix(movie)}`;
+  }
+
+  // The title and, apart (it is shown muted), the year when the title lacks it.
+  function titleParts(movie) {
+    const year = yearSuffix(movie);
+    return [
+      el("span", { class: "title", text: movie.title }),
+      year ? el("span", { class: "year", text: year }) : null,
+    ];
+  }
+
+  function describeModel(model) {
+    const { minimum, maximum, step } = model.scale;
+    const steps = step === 1 ? "" : step === 0.5 ? " in half stars" : ` in steps of ${step}`;
+    const people = model.n_users ? ` rated by ${fmtNumber(model.n_users)} people` : "";
+    return `Knows ${fmtNumber(model.n_movies)} movies${people} · stars from ${minimum} to ` +
+      `${maximum}${steps} · aerec ${model.version}`;
   }
 
   function fmtNumber(n) {
@@ -257,8 +300,7 @@
     return el(
       "div",
       { class: "movie-text" },
-      el("span", { class: "title", text: movie.title }),
-      movie.year ? el("span", { class: "year", text: ` (${movie.year})` }) : null,
+      ...titleParts(movie),
       meta ? el("span", { class: "meta", text: meta }) : null,
     );
   }
@@ -268,9 +310,11 @@
       ...state.searchItems.map((movie) => {
         const current = state.ratings.get(Number(movie.movie_id));
         const parts = [];
-        if (Number.isFinite(movie.n_ratings)) parts.push(`${fmtNumber(movie.n_ratings)} ratings`);
+        if (Number.isFinite(movie.n_ratings)) {
+          parts.push(`rated by ${fmtNumber(movie.n_ratings)} ${movie.n_ratings === 1 ? "person" : "people"}`);
+        }
         if (Number.isFinite(movie.mean_rating) && movie.n_ratings > 0) {
-          parts.push(`mean ${movie.mean_rating.toFixed(2)}`);
+          parts.push(`${movie.mean_rating.toFixed(1)}★ on average`);
         }
         return el(
           "li",
@@ -308,32 +352,40 @@
   }
 
   function renderRecommendations(data) {
-    const note = data.note || (data.fallback ? "Popular movies — rate a few to personalise." : "");
+    state.lastRecs = data;
+    const items = Array.isArray(data.items) ? data.items : [];
+    // the API's fallback note explains its ranking formula; the page says it in plain words
+    let note = data.fallback ? POPULAR_NOTE : data.note || "";
+    if (!items.length) note = data.fallback ? NOTHING_PASSES : data.note || NOTHING_PASSES;
     els.recsNote.textContent = note;
     els.recsNote.hidden = !note;
+    els.recsHeading.textContent = data.fallback
+      ? "Popular movies"
+      : items.length ? `Top ${items.length} for you` : "For you";
+    // why the list is in this order, one plain sentence, when the server says it
+    const order = typeof data.order_note === "string" ? data.order_note.trim() : "";
+    els.recsOrder.textContent = order;
+    els.recsOrder.hidden = !order;
     els.recsList.replaceChildren(
-      ...data.items.map((item) => {
-        const predicted = Number.isFinite(item.predicted_rating)
-          ? el("span", {
-              class: "predicted",
-              title: "Predicted rating",
-              text: `★ ${item.predicted_rating.toFixed(1)}`,
-              "aria-label": `predicted ${item.predicted_rating.toFixed(1)} stars`,
-            })
-          : null;
+      ...items.map((item) => {
+        let badge = null;
+        if (Number.isFinite(item.predicted_rating)) {
+          const value = item.predicted_rating.toFixed(1);
+          badge = el("span", {
+            class: "predicted",
+            title: data.fallback ? "Average rating" : "Your predicted rating",
+            text: `★ ${value}`,
+            "aria-label": data.fallback ? `${value} stars on average` : `predicted ${value} stars`,
+          });
+        }
         return el(
           "li",
           { class: "rec", "data-movie-id": item.movie_id },
           el(
             "div",
             { class: "rec-head" },
-            el(
-              "span",
-              { class: "rec-title" },
-              el("span", { class: "title", text: item.title }),
-              item.year ? el("span", { class: "year", text: ` (${item.year})` }) : null,
-            ),
-            predicted,
+            el("span", { class: "rec-title" }, ...titleParts(item)),
+            badge,
           ),
           item.reason ? el("p", { class: "reason", text: item.reason }) : null,
           el(
@@ -345,6 +397,79 @@
         );
       }),
     );
+  }
+
+  // ---------------------------------------------------------------------------- filters
+
+  // A whole number typed in `input`, `fallback` when it is empty, or an error message.
+  function wholeNumber(input, name, { min, max, fallback = null }) {
+    const text = input.value.trim();
+    if (text === "") {
+      // a number field reads "" for text it cannot parse too ("12e")
+      if (input.validity && input.validity.badInput) return { error: `${name}: type a number.` };
+      return { value: fallback };
+    }
+    const value = Number(text);
+    const range = max === undefined ? `${min} or more` : `from ${min} to ${max}`;
+    if (!Number.isInteger(value) || value < min || (max !== undefined && value > max)) {
+      return { error: `${name}: a whole number ${range}, please.` };
+    }
+    return { value };
+  }
+
+  // The filters as the API takes them ({k, year_min, year_max, min_ratings}), or an error.
+  function readFilters() {
+    const fields = {
+      k: wholeNumber(els.filterK, "How many", { min: 1, max: state.maxK, fallback: DEFAULT_K }),
+      year_min: wholeNumber(els.filterYearMin, "Released from", { min: 1800, max: 2100 }),
+      year_max: wholeNumber(els.filterYearMax, "Released until", { min: 1800, max: 2100 }),
+      min_ratings: wholeNumber(els.filterMinRatings, "Rated by at least", { min: 0 }),
+    };
+    const filters = {};
+    for (const [key, field] of Object.entries(fields)) {
+      if (field.error) return { error: field.error };
+      filters[key] = field.value;
+    }
+    if (filters.year_min !== null && filters.year_max !== null &&
+        filters.year_min > filters.year_max) {
+      return { error: `Released from ${filters.year_min} is after released until ${filters.year_max}.` };
+    }
+    return { filters };
+  }
+
+  function saveFilters(filters) {
+    try {
+      localStorage.setItem(FILTERS_KEY, JSON.stringify(filters));
+    } catch (_err) {
+      /* private mode */
+    }
+  }
+
+  function loadFilters() {
+    let saved = {};
+    try {
+      saved = JSON.parse(localStorage.getItem(FILTERS_KEY) || "{}") || {};
+    } catch (_err) {
+      saved = {};
+    }
+    const inputs = {
+      k: els.filterK, year_min: els.filterYearMin, year_max: els.filterYearMax,
+      min_ratings: els.filterMinRatings,
+    };
+    for (const [key, input] of Object.entries(inputs)) {
+      if (Number.isInteger(saved[key])) input.value = String(saved[key]);
+    }
+    if (readFilters().error) {
+      for (const input of Object.values(inputs)) input.value = input === els.filterK ? "10" : "";
+    }
+  }
+
+  function filtersChanged() {
+    const { filters, error } = readFilters();
+    showError(els.filtersError, error);
+    if (error) return;
+    saveFilters(filters);
+    refreshRecommendations();
   }
 
   // ---------------------------------------------------------------------------- requests
@@ -377,16 +502,23 @@
     const seq = ++state.recsSeq;
     if (state.recsAbort) state.recsAbort.abort();
     state.recsAbort = new AbortController();
-    els.recsPanel.setAttribute("aria-busy", "true");
+    const { filters, error } = readFilters();
+    showError(els.filtersError, error);
+    els.recsPanel.setAttribute("aria-busy", error ? "false" : "true");
+    if (error) return;
     const ratings = [...state.ratings.values()].map((r) => ({
       movie_id: r.movie_id,
       rating: r.rating,
     }));
+    const body = { ratings, k: filters.k };
+    for (const key of ["year_min", "year_max", "min_ratings"]) {
+      if (filters[key] !== null) body[key] = filters[key];
+    }
     try {
       const data = await api("/recommendations", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
-        body: JSON.stringify({ ratings, k: TOP_K }),
+        body: JSON.stringify(body),
         signal: state.recsAbort.signal,
       });
       if (seq !== state.recsSeq) return;
@@ -402,22 +534,49 @@
 
   const refreshRecommendations = debounce(loadRecommendations, 120);
   const searchSoon = debounce(search, 180);
+  const filtersChangedSoon = debounce(filtersChanged, 250);
 
-  async function start() {
-    loadRatings();
-    renderRatings();
+  // The model's facts the server put into the page (the same as /health's), if any.
+  function readPageModel() {
+    try {
+      const model = JSON.parse(document.body.dataset.model || "null");
+      if (model && model.scale) applyModel(model);
+    } catch (_err) {
+      /* served as a plain file: /health fills in */
+    }
+  }
+
+  function applyModel(model) {
+    const old = state.scale;
+    state.scale = model.scale;
+    if (model.limits && Number.isInteger(model.limits.max_k)) {
+      state.maxK = model.limits.max_k;
+      els.filterK.max = String(state.maxK);
+    }
+    els.modelInfo.textContent = describeModel(model);
+    els.modelInfo.classList.remove("error");
+    const { minimum, maximum, step } = model.scale;
+    if (old.minimum !== minimum || old.maximum !== maximum || old.step !== step) {
+      renderRatings();
+      renderSearch();
+      if (state.lastRecs) renderRecommendations(state.lastRecs);
+    }
+  }
+
+  async function loadHealth() {
     try {
       const health = await api("/health");
-      state.scale = health.model.scale;
-      const { minimum, maximum, step } = state.scale;
-      const users = health.model.n_users ? ` · ${fmtNumber(health.model.n_users)} users` : "";
-      els.modelInfo.textContent =
-        `Model: ${fmtNumber(health.model.n_movies)} movies${users} · ratings ` +
-        `${minimum}–${maximum} in steps of ${step} · aerec ${health.version}`;
+      applyModel({ ...health.model, version: health.version, limits: health.limits });
     } catch (err) {
       els.modelInfo.textContent = `Cannot read the model: ${err.message}`;
       els.modelInfo.classList.add("error");
     }
+  }
+
+  function start() {
+    readPageModel();
+    loadRatings();
+    loadFilters();
     renderRatings();
     els.searchInput.addEventListener("input", () => searchSoon(els.searchInput.value));
     els.searchForm.addEventListener("submit", (event) => {
@@ -428,7 +587,14 @@
       state.ratings.clear();
       ratingsChanged();
     });
+    els.filters.addEventListener("input", filtersChangedSoon);
+    els.filters.addEventListener("submit", (event) => {
+      event.preventDefault();
+      filtersChanged();
+    });
+    // both at once: the list does not wait for /health (the page already has the scale)
     loadRecommendations();
+    loadHealth();
   }
 
   start();
