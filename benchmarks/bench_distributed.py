@@ -5,8 +5,10 @@
 Trains the same configuration (``--threads`` per process: the cores are shared) once with
 ``torchrun --nproc_per_node 1`` and once with ``--procs`` processes, in the same run, and prints
 per-epoch seconds (the first epoch excluded when there are several: start-up), the validation
-RMSE reached, and what one optimiser step all-reduces (the dense gradient of every parameter,
-float32). Results go to docs/distributed.md by hand with the command line.
+RMSE reached, and what one optimiser step exchanges: the dense gradients of the small
+parameters (all-reduced) and the row records of the two ``n_movies × width`` matrices
+(all-gathered), from the mean batch — beside what the dense all-reduce of every gradient would
+move, timed on loopback. Results go to docs/distributed.md by hand with the command line.
 """
 
 from __future__ import annotations
@@ -86,15 +88,27 @@ def allreduce_seconds(n_bytes: int, procs: int, reps: int = 10) -> float:
     return float(done.stdout.strip().splitlines()[-1])
 
 
-def step_bytes(dataset: Path, preset: str) -> int:
-    """Bytes one optimiser step all-reduces: every parameter's gradient, float32."""
+def step_bytes(dataset: Path, preset: str, procs: int) -> tuple[int, int, int]:
+    """Bytes of one optimiser step: ``(dense all-reduce of every gradient, the small
+    parameters' all-reduce, the row records each rank receives)``, float32, the records from
+    the mean batch (``batch_size`` rows of the mean training row length)."""
     from aerec.config import PRESETS
     from aerec.data.store import load_dataset
     from aerec.train.trainer import build_model
 
     ds = load_dataset(dataset)
-    model = build_model(PRESETS[preset], ds.n_movies, ds.n_users)
-    return 4 * sum(p.numel() for p in model.parameters())
+    config = PRESETS[preset]
+    model = build_model(config, ds.n_movies, ds.n_users)
+    rows_of = ds.n_users if config.orientation == "item" else ds.n_movies
+    row_weights = [p for p in model.parameters() if p.dim() == 2 and p.shape[0] == rows_of]
+    every = 4 * sum(p.numel() for p in model.parameters())
+    small = every - 4 * sum(p.numel() for p in row_weights)
+    rows = ds.n_users if config.orientation == "user" else ds.n_movies
+    per_rank_rows = config.batch_size / procs
+    per_rank_nnz = per_rank_rows * ds.n_ratings / rows
+    # per weight and rank: a (rows, width) source and three numbers per rating
+    record = sum(4 * (per_rank_rows * p.shape[1] + 3 * per_rank_nnz) for p in row_weights)
+    return every, small, int(record * (procs - 1))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -109,16 +123,19 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         one = run(args.dataset, 1, args, Path(tmp) / "one")
         many = run(args.dataset, args.procs, args, Path(tmp) / "many")
-    size = step_bytes(args.dataset, args.preset)
-    reduce = allreduce_seconds(size, args.procs)
+    every, small, records = step_bytes(args.dataset, args.preset, args.procs)
+    reduce = allreduce_seconds(every, args.procs)
+    reduce_small = allreduce_seconds(small, args.procs)
     print(f"{'processes':>9} {'threads':>7} {'s/epoch':>8} {'wall s':>7} {'val RMSE':>8}")
     for r in (one, many):
         print(f"{r['procs']:>9} {r['threads']:>7} {r['epoch_seconds']:>8.1f} {r['wall']:>7.1f} "
               f"{r['val_rmse']:>8.4f}")
     print(f"{args.procs} processes take {many['epoch_seconds'] / one['epoch_seconds']:.2f}× the "
-          f"time per epoch; each step all-reduces {size / 1e6:.1f} MB of gradients, "
-          f"{reduce * 1e3:.1f} ms on loopback ({2 * size / reduce / 1e9:.2f} GB/s bus)")
-
+          f"time per epoch. A step all-reduces {small / 1e6:.2f} MB of small gradients "
+          f"({reduce_small * 1e3:.1f} ms on loopback) and each rank receives "
+          f"{records / 1e6:.2f} MB of row records (mean batch); the dense all-reduce of every "
+          f"gradient would be {every / 1e6:.1f} MB, {reduce * 1e3:.1f} ms on loopback "
+          f"({2 * every / reduce / 1e9:.2f} GB/s bus)")
 
 if __name__ == "__main__":
     main()

@@ -1,7 +1,8 @@
 """Data-parallel training on ``torch.distributed`` with 2 gloo processes on loopback.
 
 Guards against: a 2-process run that is not equivalent to one process with the same global
-batch (user- and item-based); ranks that write or report twice; a resume that does not continue
+batch (user- and item-based, step for step and in test RMSE); the big matrices' gradients
+travelling as dense all-reduces instead of merged row records (or merged wrongly); ranks that write or report twice; a resume that does not continue
 the job; a killed rank that leaves the other waiting for ever instead of stopping it with a clear
 message; a family that cannot train data-parallel being run so anyway.
 """
@@ -15,11 +16,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.sparse as sp
+import torch
 
 from aerec.config import TrainConfig
 from aerec.evaluate import evaluate_run
+from aerec.model.sparse_ops import RowGradient
 from aerec.train import train
+from aerec.train.distributed import concat_records
 from aerec.train.metrics_log import read_metrics_csv
 
 #: Small networks trained to a plateau in a few seconds on the 200 × 50 low-rank fixture.
@@ -144,3 +150,114 @@ def test_families_that_train_on_one_machine_are_refused(lowrank_dir, tmp_path):
                      str(tmp_path / "run"))
     assert done.returncode != 0
     assert "trains on one machine" in done.stdout + done.stderr
+
+
+def _record(rng: np.random.Generator, n_rows: int, width: int, batch: int,
+            nnz: int) -> RowGradient:
+    target = np.sort(rng.integers(0, n_rows, nnz))
+    colptr = np.zeros(n_rows + 1, np.int64)
+    colptr[1:] = np.cumsum(np.bincount(target, minlength=n_rows))
+    return RowGradient(torch.from_numpy(colptr), torch.from_numpy(rng.integers(0, batch, nnz)),
+                       torch.from_numpy(rng.normal(size=nnz).astype(np.float32)),
+                       torch.from_numpy(rng.normal(size=(batch, width)).astype(np.float32)))
+
+
+def test_merged_records_carry_the_sum_of_their_parts():
+    rng = np.random.default_rng(0)
+    parts = [_record(rng, 40, 6, batch, nnz) for batch, nnz in [(5, 30), (3, 12), (7, 0)]]
+    merged = concat_records(parts, 40)
+    expected = sum(part.dense() for part in parts)
+    torch.testing.assert_close(merged.dense(), expected, rtol=1e-5, atol=1e-6)
+    assert merged.source.shape == (15, 6) and merged.src_rows.numel() == 42
+    # entries of one weight row stay in part order: the merge is the same on every rank
+    assert torch.equal(concat_records(parts, 40).src_rows, merged.src_rows)
+
+
+def _matrices() -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    rng = np.random.default_rng(7)
+    dense = np.where(rng.random((120, 40)) < 0.3, rng.integers(1, 6, (120, 40)), 0)
+    matrix = sp.csr_matrix(dense.astype(np.float32))
+    held = rng.random(matrix.nnz) < 0.2
+    coo = matrix.tocoo()
+    part = [sp.csr_matrix((coo.data[m], (coo.row[m], coo.col[m])), shape=matrix.shape)
+            for m in (~held, held)]
+    return part[0], part[1]
+
+
+#: Deterministic training (no dropout): two ranks must follow one process step for step.
+STEPPED = {
+    "user": USER.replace(dropout=0.0, epochs=3, batch_size=16),
+    "item": ITEM.replace(input_dropout=0.0, epochs=3, batch_size=8),
+    # one weight read and written by both ends (its two records merge), and a dense re-feed
+    # step after each step
+    "tied": USER.replace(dropout=0.0, epochs=3, batch_size=16, tied=True, refeed=1),
+    # an optimiser without row updates: every gradient all-reduced densely
+    "sgd": USER.replace(dropout=0.0, epochs=3, batch_size=16, optimizer="sgd", lr=0.05,
+                        momentum=0.9),
+}
+#: How many weights travel as row records in each of those runs' steps.
+ROW_WEIGHTS = {"user": {2}, "item": {2}, "tied": {1}, "sgd": set()}
+
+
+def _trained(case: str, ranks) -> tuple[dict, float]:
+    from aerec.train.trainer import Trainer, build_model
+
+    config = STEPPED[case]
+    train_matrix, validation = _matrices()
+    model = build_model(config, train_matrix.shape[1], train_matrix.shape[0], clip=(1.0, 5.0))
+    trainer = Trainer(model, config, train_matrix, validation, clip=(1.0, 5.0), ranks=ranks)
+    for _ in range(config.epochs):
+        trainer.train_epoch()
+    return ({k: v.clone() for k, v in model.state_dict().items()}, trainer.validate()[1])
+
+
+def _stepping_rank(rank: int, port: int, orientation: str, result: str) -> None:
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2",
+                      LOCAL_WORLD_SIZE="2", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                      AEREC_DIST_TIMEOUT="60")
+    torch.set_num_threads(1)
+    from aerec.train import distributed
+
+    gathered = []
+    gather = distributed._gather_records
+
+    def counting(*args, **kwargs):
+        merged = gather(*args, **kwargs)
+        gathered.append(len(merged))
+        return merged
+
+    distributed._gather_records = counting
+    ranks = distributed.setup(torch.device("cpu"))
+    state, rmse = _trained(orientation, ranks)
+    torch.save({"state": state, "rmse": rmse, "row_exchanges": gathered}, result)
+    distributed.close()
+
+
+@pytest.mark.parametrize("orientation", list(STEPPED))
+def test_two_ranks_take_the_one_process_steps(tmp_path, orientation):
+    """Without dropout the job is deterministic: after 3 epochs every parameter of each rank
+    equals the 1-process run's (float summation order aside), the validation RMSE too, and
+    with Adam the big matrices travelled as row records at every step."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    port = _free_port()
+    results = [str(tmp_path / f"rank{r}.pt") for r in range(2)]
+    ranks = [context.Process(target=_stepping_rank, args=(r, port, orientation, results[r]))
+             for r in range(2)]
+    for p in ranks:
+        p.start()
+    torch.set_num_threads(1)
+    expected, expected_rmse = _trained(orientation, ranks=__import__(
+        "aerec.train.distributed", fromlist=["ALONE"]).ALONE)
+    for p in ranks:
+        p.join(timeout=120)
+    assert [p.exitcode for p in ranks] == [0, 0]
+    for result in results:
+        got = torch.load(result)
+        assert got["state"].keys() == expected.keys()
+        for name, value in expected.items():
+            torch.testing.assert_close(got["state"][name], value, rtol=1e-4, atol=2e-5,
+                                       msg=lambda m, name=name: f"{name}: {m}")
+        assert abs(got["rmse"] - expected_rmse) < 1e-4
+        assert set(got["row_exchanges"]) == ROW_WEIGHTS[orientation], got["row_exchanges"]

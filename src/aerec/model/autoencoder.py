@@ -492,6 +492,12 @@ class AutoEncoder(ModelBase):
         """The last layer's weight ``(n_columns, widths[-1])`` (the input weight when tied)."""
         return self.input_weight if self.tied else self.output_weight
 
+    @property
+    def row_weights(self) -> list[torch.Tensor]:
+        """The ``(n_columns, width)`` matrices read and written row by row (first and last
+        layer; one when tied): their gradients can travel as row records."""
+        return [self.input_weight] if self.tied else [self.input_weight, self.output_weight]
+
     def middle_layers(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """``(weight (out, in), bias (out,))`` of each middle layer, in order (tied decoder
         layers use the mirrored encoder weight, transposed)."""

@@ -10,10 +10,18 @@ What each rank does (the autoencoder family, :mod:`aerec.train.trainer`):
 * every global batch of ``batch_size`` rows (users, or movies for the item-based network) is
   the same on every rank — the shuffle is drawn from the same seeded generator — and rank ``r``
   takes rows ``r, r + N, r + 2N, …`` of it, read straight from the memory-mapped prepared store;
-* the loss is each rank's squared error over the *global* batch's number of ratings (one small
-  all-reduce of the count), so the summed gradient is exactly the one-process gradient of the
-  global batch; gradients are summed in one flat all-reduce per step and every rank applies the
-  same Adam update (the parameters stay identical; dropout masks are drawn per rank);
+* the loss is each rank's squared error over the *global* batch's number of ratings (every rank
+  knows it from the CSR offsets), so the summed gradient is exactly the one-process gradient of
+  the global batch, and every rank applies the same Adam update (the parameters stay identical;
+  dropout masks are drawn per rank);
+* gradients are exchanged by :func:`reduce_step`. The two ``n_movies × width`` matrices (first
+  and last layer) are not all-reduced as dense gradients: their gradients are row records
+  (:class:`~aerec.model.sparse_ops.RowGradient`: a few hundred ``(batch, width)`` rows and the
+  batch's ratings), every rank's records are all-gathered and merged, and each rank feeds the
+  merged record to :class:`~aerec.train.row_adam.RowAdam`'s fused row update — the speed of the
+  one-process path, and ``O(batch × width)`` bytes a step instead of ``O(n_movies × width)``.
+  The middle layers and biases (small) are summed in one flat all-reduce, the squared-error sum
+  and the records' sizes riding along: two collectives a step;
 * validation users are split by rank and the error sums all-reduced: the same figures as one
   process;
 * rank 0 alone writes config.toml, metrics.csv, the plot and the checkpoints (the others wait at
@@ -24,20 +32,30 @@ The Bayesian factorisation trains on one machine (docs/distributed.md says up to
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
-from collections.abc import Iterator
+import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
+
+from aerec.model.sparse_ops import RowGradient
 
 #: Seconds a collective (or the start-up rendezvous) may wait for the other ranks before the
 #: job stops (``AEREC_DIST_TIMEOUT`` overrides): long enough for rank 0 to write a checkpoint
 #: or choose a ranking head while the others wait, short enough that a lost rank is noticed.
 DEFAULT_TIMEOUT = 600.0
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class PeerLost(RuntimeError):
@@ -50,6 +68,8 @@ class Ranks:
 
     rank: int = 0
     world: int = 1
+    #: Where this rank's collectives put their small tensors (its GPU under NCCL).
+    device: torch.device = torch.device("cpu")
 
     @property
     def active(self) -> bool:
@@ -75,7 +95,17 @@ class Ranks:
         """Floats summed over the ranks (float64)."""
         if not self.active:
             return list(values)
-        return self.sum(torch.tensor(values, dtype=torch.float64)).tolist()
+        return self.sum(torch.tensor(values, dtype=torch.float64,
+                                     device=self.device)).tolist()
+
+    def gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's ``tensor`` (the same shape on every rank), in rank order."""
+        if not self.active:
+            return [tensor]
+        parts = [torch.empty_like(tensor) for _ in range(self.world)]
+        with collective(self):
+            dist.all_gather(parts, tensor.contiguous())
+        return parts
 
     def barrier(self) -> None:
         """Wait until every rank gets here (e.g. rank 0 has written a checkpoint)."""
@@ -118,7 +148,23 @@ def setup(device: torch.device) -> Ranks:
                 f"not join the other ranks within {timeout():.0f} s ({_first_line(exc)}); check "
                 "that every rank was started with the same --rdzv-endpoint / MASTER_ADDR"
             ) from None
-    return Ranks(dist.get_rank(), dist.get_world_size())
+    where = device_for(device) if device.type == "cuda" else torch.device("cpu")
+    return Ranks(dist.get_rank(), dist.get_world_size(), where)
+
+
+def share_cores(threads: int) -> None:
+    """Size Numba's thread pool to this rank's ``threads`` (ranks sharing a machine share its
+    cores). Numba's OpenMP pool, sized to every core by default, keeps its idle threads
+    spinning after each kernel: two ranks, each with a pool of all cores, measured 10× slower
+    per epoch than with a pool of their own share. Takes effect when the pool has not started
+    yet (it starts with the first parallel kernel)."""
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    numba = sys.modules.get("numba")
+    if numba is not None:
+        from numba.np.ufunc import parallel
+
+        if not getattr(parallel, "_is_initialized", False):
+            numba.config.NUMBA_NUM_THREADS = threads
 
 
 def device_for(device: torch.device) -> torch.device:
@@ -151,22 +197,218 @@ def all_reduce_gradients(ranks: Ranks, parameters: list[torch.Tensor],
     returned (e.g. the squared-error sum, so a step needs one collective)."""
     if not ranks.active:
         return extra
+    return float(_sum_flat(ranks, parameters, torch.tensor([extra], dtype=torch.float64))[0])
+
+
+def _sum_flat(ranks: Ranks, parameters: list[torch.Tensor],
+              tail: torch.Tensor) -> torch.Tensor:
+    """One all-reduce (sum) of the parameters' gradients (set to the sums) with ``tail``
+    riding along in their dtype; returns ``tail`` summed (float64). ``tail`` must be exact
+    in that dtype (integers below 2**24 for float32)."""
     grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in parameters]
-    flat = torch.cat([g.reshape(-1) for g in grads]
-                     + [torch.tensor([extra], dtype=grads[0].dtype)])
+    dtype = grads[0].dtype if grads else torch.float64
+    device = grads[0].device if grads else ranks.device
+    flat = torch.cat([g.reshape(-1) for g in grads] + [tail.to(dtype=dtype, device=device)])
     ranks.sum(flat)
     offset = 0
     for p, g in zip(parameters, grads):
         n = g.numel()
         p.grad = flat[offset : offset + n].view_as(p)
         offset += n
-    return float(flat[-1])
+    return flat[offset:].to(torch.float64).cpu()
 
 
-def close() -> None:
-    """Leave the process group (at the end of a run)."""
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+#: The largest integer every float of a dtype holds exactly (record sizes ride in floats).
+_EXACT = {torch.float32: 2**24, torch.float64: 2**53}
+
+
+def reduce_step(ranks: Ranks, parameters: list[torch.Tensor],
+                rows: dict[torch.Tensor, list[RowGradient]] | None = None,
+                extra: float = 0.0, row_weights: list[torch.Tensor] = ()) -> float:
+    """Exchange one step's gradients between the ranks; returns ``extra`` summed over them.
+
+    ``row_weights`` (the same on every rank: the model's first- and last-layer matrices)
+    travel as row records, ``rows`` being this rank's from the backward
+    (``RowAdam.row_gradients``; ``None`` when the optimiser takes dense gradients only, and
+    then every gradient is all-reduced densely). Two collectives: one all-reduce of the other
+    parameters' dense gradients with ``extra`` and every rank's record sizes riding along,
+    then one all-gather of the records. Afterwards every rank holds the same global
+    gradients: each row weight one merged record of every rank's rows in ``rows``, every other
+    parameter its summed ``.grad``.
+    """
+    if not ranks.active:
+        return extra
+    by_id = {id(p) for p in row_weights}
+    row_weights = [p for p in parameters if id(p) in by_id]
+    if rows is None or not row_weights:
+        if rows:  # records of weights the caller did not name: summed densely
+            _densify(rows, parameters)
+        return all_reduce_gradients(ranks, parameters, extra)
+    dense = [p for p in parameters if id(p) not in by_id]
+    _densify(rows, dense)
+    local: dict[int, RowGradient] = {}
+    sizes = torch.zeros(ranks.world, len(row_weights), 2, dtype=torch.float64)
+    for i, p in enumerate(row_weights):
+        parts = list(rows.get(p, ()))
+        if p.grad is not None:  # a dense gradient too (the weight also used densely)
+            parts.append(_dense_record(p.grad))
+            p.grad = None
+        if parts:
+            local[i] = concat_records(parts, p.shape[0])
+            sizes[ranks.rank, i, 0] = local[i].source.shape[0]
+            sizes[ranks.rank, i, 1] = local[i].src_rows.numel()
+    wire = dense[0].dtype if dense else torch.float64
+    if float(sizes.max()) >= _EXACT.get(wire, 2**24):
+        raise ValueError(f"a rank's share of one batch is too large to exchange "
+                         f"({int(sizes.max()):,} rows or ratings); use a smaller batch_size")
+    tail = _sum_flat(ranks, dense, torch.cat([torch.tensor([extra], dtype=torch.float64),
+                                              sizes.reshape(-1)]))
+    every = tail[1:].round().to(torch.int64).reshape(sizes.shape)
+    rows.clear()
+    if int(every.sum()):
+        for p, merged in _gather_records(ranks, row_weights, local, every).items():
+            rows[p] = [merged]
+    return float(tail[0])
+
+
+def _densify(rows: dict[torch.Tensor, list[RowGradient]],
+             parameters: list[torch.Tensor]) -> None:
+    """Turn the records of ``parameters`` in ``rows`` into dense ``.grad`` (removed from
+    ``rows``)."""
+    for p in parameters:
+        found = rows.pop(p, None)
+        if found:
+            gradient = sum(record.dense() for record in found)
+            p.grad = gradient if p.grad is None else p.grad + gradient
+
+
+def _dense_record(gradient: torch.Tensor) -> RowGradient:
+    """A dense ``(n_rows, width)`` gradient as a record (each row its own source row)."""
+    n_rows = gradient.shape[0]
+    index = torch.arange(n_rows, device=gradient.device)
+    return RowGradient(torch.arange(n_rows + 1, device=gradient.device), index,
+                       torch.ones(n_rows, dtype=gradient.dtype, device=gradient.device),
+                       gradient)
+
+
+def concat_records(parts: list[RowGradient], n_rows: int) -> RowGradient:
+    """One record whose gradient is the sum of ``parts``' (records of one ``(n_rows, width)``
+    weight): their sources stacked, their entries merged row by row (in part order within a
+    row, so every rank that merges the same parts gets the same record)."""
+    if len(parts) == 1:
+        return parts[0]
+    sources, src_rows, coefs, targets = [], [], [], []
+    offset = 0
+    for part in parts:
+        targets.append(_entry_rows(part.colptr))
+        src_rows.append(part.src_rows + offset)
+        coefs.append(part.coef)
+        sources.append(part.source)
+        offset += part.source.shape[0]
+    target = torch.cat(targets)
+    order = torch.argsort(target, stable=True)
+    return RowGradient(_colptr(target, n_rows), torch.cat(src_rows)[order],
+                       torch.cat(coefs)[order], torch.cat(sources))
+
+
+def _entry_rows(colptr: torch.Tensor) -> torch.Tensor:
+    """The weight row of each entry of a record (its ``colptr`` expanded)."""
+    if colptr.device.type != "cpu":
+        return torch.repeat_interleave(torch.arange(colptr.numel() - 1, device=colptr.device),
+                                       colptr.diff())
+    counts = np.diff(colptr.numpy())  # NumPy's repeat: ~40× torch's on the CPU here
+    return torch.from_numpy(np.repeat(np.arange(counts.size, dtype=np.int64), counts))
+
+
+def _colptr(target: torch.Tensor, n_rows: int) -> torch.Tensor:
+    """Row offsets of entries whose (sorted) weight rows are ``target``."""
+    colptr = torch.zeros(n_rows + 1, dtype=torch.int64, device=target.device)
+    torch.cumsum(torch.bincount(target, minlength=n_rows), 0, out=colptr[1:])
+    return colptr
+
+
+#: How an entry's integer fields travel inside a float buffer: bit for bit, as the integer
+#: type of the float's width (no rounding).
+_INT_OF = {torch.float32: torch.int32, torch.float64: torch.int64}
+
+
+def _gather_records(ranks: Ranks, row_weights: list[torch.Tensor],
+                    local: dict[int, RowGradient],
+                    sizes: torch.Tensor) -> dict[torch.Tensor, RowGradient]:
+    """All-gather every rank's records of ``row_weights`` (``sizes``: every rank's ``(source
+    rows, entries)`` per weight) in one float buffer, padded to the longest, and merge them."""
+    wire = torch.float64 if any(p.dtype == torch.float64 for p in row_weights) \
+        else torch.float32
+    as_int = _INT_OF[wire]
+    device = row_weights[0].device
+    widths = torch.tensor([p.shape[1] for p in row_weights])
+    lengths = (sizes[:, :, 0] * widths + 3 * sizes[:, :, 1]).sum(dim=1)
+    pieces = []
+    for i in range(len(row_weights)):
+        record = local.get(i)
+        if record is not None:
+            pieces += [record.source.to(wire).reshape(-1), record.coef.to(wire),
+                       record.src_rows.to(as_int).view(wire),
+                       _entry_rows(record.colptr).to(device).to(as_int).view(wire)]
+    buffer = torch.zeros(int(lengths.max()), dtype=wire, device=device)
+    if pieces:
+        mine = torch.cat(pieces)
+        buffer[: mine.numel()] = mine
+    gathered = ranks.gather(buffer)
+    merged: dict[torch.Tensor, RowGradient] = {}
+    offsets = [0] * ranks.world
+    for i, p in enumerate(row_weights):
+        parts = []
+        for rank, data in enumerate(gathered):
+            n_source, nnz = int(sizes[rank, i, 0]), int(sizes[rank, i, 1])
+            if not n_source and not nnz:
+                continue
+            at, width = offsets[rank], p.shape[1]
+            source = data[at : at + n_source * width].view(n_source, width)
+            at += n_source * width
+            coef, src, target = (data[at + k * nnz : at + (k + 1) * nnz] for k in range(3))
+            offsets[rank] = at + 3 * nnz
+            parts.append(RowGradient(_colptr(target.view(as_int).long(), p.shape[0]),
+                                     src.view(as_int).long(), coef.to(p.dtype),
+                                     source.to(p.dtype)))
+        if parts:
+            merged[p] = concat_records(parts, p.shape[0])
+    return merged
+
+
+def close(orderly: bool = True) -> None:
+    """Leave the process group: after a barrier when ``orderly`` (every rank is done with its
+    collectives, so none tears down a connection another still uses), at once after a
+    failure. Gloo's worker threads otherwise meet a half-finalised interpreter at exit and
+    abort the process."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    try:
+        if orderly:
+            ranks = Ranks(dist.get_rank(), dist.get_world_size())
+            ranks.barrier()
+    finally:
+        with contextlib.suppress(RuntimeError, ValueError):
+            dist.destroy_process_group()
+
+
+def leaves_job(function: Callable[P, R]) -> Callable[P, R]:
+    """``function`` (which joins the job through :func:`setup`) leaves the job when it
+    returns or fails — unless the job was joined before it was called (a nested run)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if not launched() or dist.is_initialized():
+            return function(*args, **kwargs)
+        try:
+            result = function(*args, **kwargs)
+        except BaseException:
+            close(orderly=False)
+            raise
+        close()
+        return result
+
+    return wrapper
 
 
 def _first_line(exc: BaseException) -> str:
@@ -174,4 +416,5 @@ def _first_line(exc: BaseException) -> str:
     return text[0][:300] if text else type(exc).__name__
 
 
-__all__ = ["ALONE", "PeerLost", "Ranks", "all_reduce_gradients", "launched", "setup"]
+__all__ = ["ALONE", "PeerLost", "Ranks", "all_reduce_gradients", "concat_records", "launched",
+           "leaves_job", "reduce_step", "setup"]

@@ -55,6 +55,12 @@ class RowAdam(torch.optim.Adam):
         for weight, found in records.items():
             self._records.setdefault(weight, []).extend(found)
 
+    @property
+    def row_gradients(self) -> dict[torch.Tensor, list[RowGradient]]:
+        """The row records the next :meth:`step` consumes, by weight (a data-parallel step
+        replaces them with every rank's, merged: :func:`aerec.train.distributed.reduce_step`)."""
+        return self._records
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         self._records.clear()
         super().zero_grad(set_to_none)

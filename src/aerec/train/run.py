@@ -75,6 +75,7 @@ def _check_resumable(saved: TrainConfig, wanted: TrainConfig, path: Path) -> Non
         )
 
 
+@distributed.leaves_job
 def train(
     dataset: str | Path | PreparedDataset,
     out_dir: str | Path,
@@ -175,7 +176,10 @@ def train(
     previous_threads = torch.get_num_threads()
     # ranks sharing a machine share its cores
     local_ranks = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if ranks.active else 1
-    torch.set_num_threads(config.threads or max(1, available_cores() // local_ranks))
+    threads = config.threads or max(1, available_cores() // local_ranks)
+    torch.set_num_threads(threads)
+    if local_ranks > 1:
+        distributed.share_cores(threads)
     try:
         ctx = RunContext(config, ds, splits, dataset_info, out_dir, callback, device, deadline,
                          start_time, train_run=train, ranks=ranks)

@@ -28,7 +28,7 @@ from aerec.train.batching import (
     iter_rating_batches,
     users_with_ratings,
 )
-from aerec.train.distributed import ALONE, Ranks, all_reduce_gradients
+from aerec.train.distributed import ALONE, Ranks, reduce_step
 from aerec.train.errors import TrainingDiverged
 from aerec.train.events import BatchFinished, Callback
 from aerec.train.metrics_log import ErrorSums
@@ -217,6 +217,10 @@ class Trainer:
         self.weight_decay = config.effective_weight_decay(self.train_matrix.nnz)
         self.optimizer = make_optimizer(config, self.model.parameters(), self.weight_decay)
         self.scheduler = make_scheduler(config, self.optimizer, self.total_epochs)
+        #: Weights whose gradients a data-parallel step exchanges as row records: the big
+        #: matrices when :class:`RowAdam` takes them so (on the CPU); else all go dense.
+        self._row_weights = self.model.row_weights if (
+            isinstance(self.optimizer, RowAdam) and self.device.type == "cpu") else []
         _, shuffle_seed, dropout_seed = seed_streams(config.seed)
         self.shuffle_rng = np.random.default_rng(shuffle_seed)
         if ranks.active:  # each rank's rows get masks of their own
@@ -300,19 +304,32 @@ class Trainer:
                      total: int) -> tuple[float, float]:
         """A data-parallel step up to the update: this rank's squared errors over the global
         batch's rating count ``total`` (so the gradients summed over the ranks are the
-        one-process gradient of the global batch), backward, and one all-reduce of every
-        gradient with the squared-error sum riding along. Returns ``(the global batch's MSE,
+        one-process gradient of the global batch), backward, and the exchange of the
+        gradients with the squared-error sum riding along. Returns ``(the global batch's MSE,
         this rank's MSE)``; the caller checks the former before stepping."""
-        self.optimizer.zero_grad(set_to_none=True)
         sse = 0.0
+        loss = None
         if predictions is not None:
             squared = torch.sum((predictions - inputs.values) ** 2)
-            (squared / max(total, 1)).backward()
+            loss = squared / max(total, 1)
             sse = float(squared.detach())
-        total_sse = all_reduce_gradients(
-            self.ranks, [p for p in self.model.parameters() if p.requires_grad], extra=sse)
+        total_sse = self._exchange(loss, sse)
         local = sse / inputs.nnz if inputs.nnz else math.nan
         return total_sse / max(total, 1), local
+
+    def _exchange(self, loss: torch.Tensor | None, extra: float = 0.0) -> float:
+        """Backward of this rank's ``loss`` (none: an empty share) — the big matrices'
+        gradients as :class:`RowAdam` row records when the optimiser is one — and the
+        gradients' exchange between the ranks (:func:`reduce_step`); returns ``extra`` summed
+        over the ranks."""
+        self.optimizer.zero_grad(set_to_none=True)
+        deferring = getattr(self.optimizer, "deferring", contextlib.nullcontext)
+        if loss is not None:
+            with deferring():
+                loss.backward()
+        return reduce_step(self.ranks, [p for p in self.model.parameters() if p.requires_grad],
+                           getattr(self.optimizer, "row_gradients", None), extra,
+                           row_weights=self._row_weights)
 
     def _reduce(self, sums: ErrorSums) -> None:
         """Sum a pass's error sums over the ranks (a data-parallel job's figures are the whole
@@ -340,13 +357,11 @@ class Trainer:
         """One optimiser step on ``loss``. The backward runs inside :class:`RowAdam`'s
         ``deferring()`` (when the optimiser is one), so the big matrices' gradients reach its
         update as row records instead of dense tensors."""
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.ranks.active:  # dense gradients, summed over the ranks in one all-reduce
-            loss.backward()
-            all_reduce_gradients(self.ranks, [p for p in self.model.parameters()
-                                              if p.requires_grad])
+        if self.ranks.active:  # every rank's gradients, exchanged
+            self._exchange(loss)
             self.optimizer.step()
             return
+        self.optimizer.zero_grad(set_to_none=True)
         deferring = getattr(self.optimizer, "deferring", contextlib.nullcontext)
         with deferring():
             loss.backward()
