@@ -1,6 +1,7 @@
 """Data-parallel training: 1 process against N processes (torchrun, gloo) on one machine.
 
     python benchmarks/bench_distributed.py DATASET [--preset seed] [--epochs 2] [--procs 2]
+    python benchmarks/bench_distributed.py DATASET --equivalence [--preset seed] [--epochs N]
 
 Trains the same configuration (``--threads`` per process: the cores are shared) once with
 ``torchrun --nproc_per_node 1`` and once with ``--procs`` processes, in the same run, and prints
@@ -9,6 +10,9 @@ RMSE reached, and what one optimiser step exchanges: the dense gradients of the 
 parameters (all-reduced) and the row records of the two ``n_movies × width`` matrices
 (all-gathered), from the mean batch — beside what the dense all-reduce of every gradient would
 move, timed on loopback. Results go to docs/distributed.md by hand with the command line.
+
+``--equivalence``: the test RMSE of the ``--procs`` job (seed 0) against 1-process runs over
+seeds 0, 1, 2 (the preset's epochs unless ``--epochs``): whether it lies within their spread.
 """
 
 from __future__ import annotations
@@ -30,14 +34,19 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def run(dataset: Path, procs: int, args: argparse.Namespace, out: Path) -> dict:
+def run(dataset: Path, procs: int, args: argparse.Namespace, out: Path,
+        seed: int | None = None) -> dict:
     threads = max(1, (os.cpu_count() or 1) // procs) if args.threads is None else args.threads
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node",
         str(procs), "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{_port()}",
-        "-m", "aerec", "train", str(dataset), "--preset", args.preset, "--epochs",
-        str(args.epochs), "--threads", str(threads), "--out", str(out),
+        "-m", "aerec", "train", str(dataset), "--preset", args.preset,
+        "--threads", str(threads), "--out", str(out),
     ]
+    if args.epochs is not None:
+        command += ["--epochs", str(args.epochs)]
+    if seed is not None:
+        command += ["--seed", str(seed)]
     began = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True,
                           env={**os.environ, "OMP_NUM_THREADS": str(threads)})
@@ -111,15 +120,50 @@ def step_bytes(dataset: Path, preset: str, procs: int) -> tuple[int, int, int]:
     return every, small, int(record * (procs - 1))
 
 
+def test_rmse(run_dir: Path) -> float:
+    from aerec.evaluate import evaluate_run
+
+    return next(r.rmse for r in evaluate_run(run_dir).results if r.kind == "model")
+
+
+def equivalence(args: argparse.Namespace) -> None:
+    """1-process runs over 3 seeds against one ``--procs`` job: test RMSE and epoch time."""
+    with tempfile.TemporaryDirectory() as tmp:
+        single = []
+        for seed in range(3):
+            done = run(args.dataset, 1, args, Path(tmp) / f"one-{seed}", seed=seed)
+            single.append((test_rmse(Path(tmp) / f"one-{seed}"), done))
+        many = run(args.dataset, args.procs, args, Path(tmp) / "many", seed=0)
+        many_rmse = test_rmse(Path(tmp) / "many")
+    print(f"{'run':>14} {'s/epoch':>8} {'test RMSE':>9}")
+    for seed, (rmse, done) in enumerate(single):
+        print(f"{'1 proc seed ' + str(seed):>14} {done['epoch_seconds']:>8.1f} {rmse:>9.4f}")
+    print(f"{str(args.procs) + ' procs seed 0':>14} {many['epoch_seconds']:>8.1f} "
+          f"{many_rmse:>9.4f}")
+    low, high = min(r for r, _ in single), max(r for r, _ in single)
+    inside = low <= many_rmse <= high
+    print(f"1-process spread over 3 seeds: {low:.4f} … {high:.4f} ({high - low:.4f}); the "
+          f"{args.procs}-process job is {'inside' if inside else 'outside'} it "
+          f"({many_rmse - (low + high) / 2:+.4f} from its middle)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("dataset", type=Path)
     parser.add_argument("--preset", default="seed")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="epochs (default: 2, or the preset's with --equivalence)")
+    parser.add_argument("--equivalence", action="store_true",
+                        help="test RMSE of the job against 1-process runs over 3 seeds")
     parser.add_argument("--procs", type=int, default=2)
     parser.add_argument("--threads", type=int, default=None,
                         help="torch threads per process (default: cores / processes)")
     args = parser.parse_args(argv)
+    if args.equivalence:
+        equivalence(args)
+        return
+    if args.epochs is None:
+        args.epochs = 2
     with tempfile.TemporaryDirectory() as tmp:
         one = run(args.dataset, 1, args, Path(tmp) / "one")
         many = run(args.dataset, args.procs, args, Path(tmp) / "many")

@@ -6,7 +6,7 @@
 
 Datasets (prepared and trained once, cached under ``--work``, default ``bench-data/ranking``):
 
-``demo``       ``aerec data synth --preset demo`` (6,000 users × 1,000 movies, 300k ratings),
+``demo``       ``aerec data synth --shape demo`` (6,000 users × 1,000 movies, 600k ratings),
                ``user`` protocol (20 % of users held out; half of each one's ratings given,
                half scored);
 ``ml100k``     ``/work/shared/data/ml-100k/u.data`` (or ``--ml100k DIR``), ``user`` protocol;
@@ -142,7 +142,7 @@ def prepare(name: str, work: Path, ml100k: Path) -> Path:
     if name == "demo":
         raw = work / "demo-raw"
         if not (raw / "combined_data_1.txt").is_file():
-            _run(["data", "synth", "--out", str(raw), "--preset", "demo"])
+            _run(["data", "synth", "--out", str(raw), "--shape", "demo"])
         _run(["data", "prepare", str(raw / "combined_data_1.txt"), "--out", str(out)])
     elif name == "ml100k":
         _run(["data", "prepare", str(ml100k / "u.data"), "--out", str(out)])

@@ -204,7 +204,8 @@ class EnsembleFamily(Family):
             best_train_rmse=math.nan, best_val_loss=val_rmse**2, best_val_rmse=val_rmse,
             baseline_val_rmse=min((r.baseline_val_rmse for r in self.results),
                                   default=math.nan),
-            stopped_early=False, warnings=[w for r in self.results for w in r.warnings],
+            stopped_early=False, warnings=[member_warning(n, w) for n, r in
+                                           zip(self.names, self.results) for w in r.warnings],
             batches_per_epoch=0, metrics_path=ctx.path(MEMBERS_FILE),
             selected_checkpoint=ctx.path(BEST_FILE),
             notes={**result.notes, "member_summary": [
@@ -252,3 +253,11 @@ def _write_members(path: Path, names, results, member_val: list[float], weights)
         writer.writerow([name, r.run_dir, r.best_epoch, r.epochs_completed, f"{val:.6f}",
                          f"{float(w):.4f}", f"{r.seconds:.1f}"])
     write_text_atomic(path, buffer.getvalue())
+
+
+def member_warning(name: str, warning: str) -> str:
+    """A member run's warning as the ensemble reports it: named, and with its ``--epochs N``
+    advice made one the user can follow (an ensemble refuses ``--epochs``: each member keeps
+    its preset's settings, so the advice is to train that member alone)."""
+    advice = re.sub(r"--epochs (\d+)", rf"--preset {name} --epochs \1, trained alone", warning)
+    return f"member {name}: {advice}"
