@@ -9,7 +9,7 @@ Experiments (``--only`` takes any of them):
 ``ml100k-u1``        MovieLens 100K, canonical ``u1.base`` / ``u1.test`` split
 ``ml100k-folds``     the five canonical splits u1 … u5: mean (and spread) of each metric
 ``ml-latest-small``  MovieLens latest-small, seeded 90/10 random split
-``synth-demo``       the generated Netflix-format demo data (``aerec data synth --preset
+``synth-demo``       the generated Netflix-format demo data (``aerec data synth --shape
                      demo``), 80/20 split, beside the generator's noise floor
 ``quarter-timing``   seconds per epoch of each ``best`` member on the Netflix-quarter shape
                      (``--quarter DIR``, a prepared dataset), timed over a few batches and

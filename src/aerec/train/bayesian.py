@@ -41,6 +41,7 @@ from aerec.model.kernels import (
     sampled_dot_kernel,
     sparse_dense_kernel,
 )
+from aerec.system import serial_blas
 from aerec.train.budget import Deadline, EpochClock
 from aerec.train.loop import Family, Refit, RunContext
 from aerec.train.memory import bayesian_memory
@@ -330,9 +331,10 @@ class Chain:
     def step(self) -> tuple[float, float]:
         """One sweep; keeps the sample when it is due. Returns the sample's training
         ``(MSE, clipped RMSE)``."""
-        self.sampler.sweep()
+        with serial_blas():  # BLAS threads would contend with the sweep's Numba kernels
+            self.sampler.sweep()
+            fit = self.sampler.fit_errors(self.clip)
         self.sweep += 1
-        fit = self.sampler.fit_errors(self.clip)
         self.sampled = self.sweep > self.burn_in
         if self.sampled and (self.sweep - self.burn_in - 1) % self.thin == 0:
             self.kept.append(self.sampler.sample())
@@ -343,7 +345,8 @@ class Chain:
         (of this sample alone during the burn-in); NaN without validation ratings."""
         if self.validation is None:
             return math.nan, math.nan
-        predicted = self.sampler.predict(self.validation)
+        with serial_blas():
+            predicted = self.sampler.predict(self.validation)
         if self.sampled:
             self.running = predicted if self.running is None else self.running + predicted
             self.averaged += 1
