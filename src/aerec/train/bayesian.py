@@ -116,7 +116,12 @@ class GibbsSampler:
 
     def sweep(self) -> None:
         """One Gibbs sweep: user hyperparameters, users, movie hyperparameters, movies, then
-        (with ``noise_scales``) the users' and movies' noise-precision scales."""
+        (with ``noise_scales``) the users' and movies' noise-precision scales — NumPy's BLAS
+        on one thread, so that its idle threads do not spin against Numba's kernels."""
+        with serial_blas():
+            self._sweep()
+
+    def _sweep(self) -> None:
         numba_threads()
         draw = gaussian_rows_kernel()
         self.user_prior = self._hyperparameters(self.users)
