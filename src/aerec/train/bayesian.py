@@ -188,7 +188,12 @@ class GibbsSampler:
 
     def fit_errors(self, clip: tuple[float, float], chunk: int = 1 << 22) -> tuple[float, float]:
         """This sample's (MSE, clipped RMSE) on its own training ratings, a bounded chunk of
-        users at a time (no per-rating array of the whole matrix is held)."""
+        users at a time (no per-rating array of the whole matrix is held); BLAS on one thread
+        as in :meth:`sweep`."""
+        with serial_blas():
+            return self._fit_errors(clip, chunk)
+
+    def _fit_errors(self, clip: tuple[float, float], chunk: int) -> tuple[float, float]:
         indptr, indices, values = self.by_user
         squared = clipped = 0.0
         start, n = 0, len(indptr) - 1
@@ -336,10 +341,9 @@ class Chain:
     def step(self) -> tuple[float, float]:
         """One sweep; keeps the sample when it is due. Returns the sample's training
         ``(MSE, clipped RMSE)``."""
-        with serial_blas():  # BLAS threads would contend with the sweep's Numba kernels
-            self.sampler.sweep()
-            fit = self.sampler.fit_errors(self.clip)
+        self.sampler.sweep()
         self.sweep += 1
+        fit = self.sampler.fit_errors(self.clip)
         self.sampled = self.sweep > self.burn_in
         if self.sampled and (self.sweep - self.burn_in - 1) % self.thin == 0:
             self.kept.append(self.sampler.sample())
@@ -350,8 +354,7 @@ class Chain:
         (of this sample alone during the burn-in); NaN without validation ratings."""
         if self.validation is None:
             return math.nan, math.nan
-        with serial_blas():
-            predicted = self.sampler.predict(self.validation)
+        predicted = self.sampler.predict(self.validation)
         if self.sampled:
             self.running = predicted if self.running is None else self.running + predicted
             self.averaged += 1

@@ -297,17 +297,24 @@ def concat_records(parts: list[RowGradient], n_rows: int) -> RowGradient:
     row, so every rank that merges the same parts gets the same record)."""
     if len(parts) == 1:
         return parts[0]
-    sources, src_rows, coefs, targets = [], [], [], []
+    return _merge([(_entry_rows(p.colptr), p.src_rows, p.coef, p.source) for p in parts],
+                  n_rows)
+
+
+def _merge(parts: list[tuple[torch.Tensor, ...]], n_rows: int) -> RowGradient:
+    """:func:`concat_records` of parts given as ``(weight row of each entry, src_rows, coef,
+    source)``."""
+    targets, src_rows, coefs, sources = [], [], [], []
     offset = 0
-    for part in parts:
-        targets.append(_entry_rows(part.colptr))
-        src_rows.append(part.src_rows + offset)
-        coefs.append(part.coef)
-        sources.append(part.source)
-        offset += part.source.shape[0]
+    for target, src, coef, source in parts:
+        targets.append(target)
+        src_rows.append(src + offset)
+        coefs.append(coef)
+        sources.append(source)
+        offset += source.shape[0]
     target = torch.cat(targets)
     order = torch.argsort(target, stable=True)
-    return RowGradient(_colptr(target, n_rows), torch.cat(src_rows)[order],
+    return RowGradient(_colptr(target[order], n_rows), torch.cat(src_rows)[order],
                        torch.cat(coefs)[order], torch.cat(sources))
 
 
@@ -321,7 +328,7 @@ def _entry_rows(colptr: torch.Tensor) -> torch.Tensor:
 
 
 def _colptr(target: torch.Tensor, n_rows: int) -> torch.Tensor:
-    """Row offsets of entries whose (sorted) weight rows are ``target``."""
+    """Row offsets of entries whose weight rows are ``target`` (sorted)."""
     colptr = torch.zeros(n_rows + 1, dtype=torch.int64, device=target.device)
     torch.cumsum(torch.bincount(target, minlength=n_rows), 0, out=colptr[1:])
     return colptr
@@ -368,11 +375,10 @@ def _gather_records(ranks: Ranks, row_weights: list[torch.Tensor],
             at += n_source * width
             coef, src, target = (data[at + k * nnz : at + (k + 1) * nnz] for k in range(3))
             offsets[rank] = at + 3 * nnz
-            parts.append(RowGradient(_colptr(target.view(as_int).long(), p.shape[0]),
-                                     src.view(as_int).long(), coef.to(p.dtype),
-                                     source.to(p.dtype)))
+            parts.append((target.view(as_int).long(), src.view(as_int).long(),
+                          coef.to(p.dtype), source.to(p.dtype)))
         if parts:
-            merged[p] = concat_records(parts, p.shape[0])
+            merged[p] = _merge(parts, p.shape[0])
     return merged
 
 

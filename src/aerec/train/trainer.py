@@ -319,14 +319,16 @@ class Trainer:
 
     def _exchange(self, loss: torch.Tensor | None, extra: float = 0.0) -> float:
         """Backward of this rank's ``loss`` (none: an empty share) — the big matrices'
-        gradients as :class:`RowAdam` row records when the optimiser is one — and the
-        gradients' exchange between the ranks (:func:`reduce_step`); returns ``extra`` summed
-        over the ranks."""
+        gradients as :class:`RowAdam` row records when the optimiser is one — and, in a
+        data-parallel job, the gradients' exchange between the ranks (:func:`reduce_step`);
+        returns ``extra`` summed over the ranks."""
         self.optimizer.zero_grad(set_to_none=True)
         deferring = getattr(self.optimizer, "deferring", contextlib.nullcontext)
         if loss is not None:
             with deferring():
                 loss.backward()
+        if not self.ranks.active:
+            return extra
         return reduce_step(self.ranks, [p for p in self.model.parameters() if p.requires_grad],
                            getattr(self.optimizer, "row_gradients", None), extra,
                            row_weights=self._row_weights)
@@ -357,14 +359,7 @@ class Trainer:
         """One optimiser step on ``loss``. The backward runs inside :class:`RowAdam`'s
         ``deferring()`` (when the optimiser is one), so the big matrices' gradients reach its
         update as row records instead of dense tensors."""
-        if self.ranks.active:  # every rank's gradients, exchanged
-            self._exchange(loss)
-            self.optimizer.step()
-            return
-        self.optimizer.zero_grad(set_to_none=True)
-        deferring = getattr(self.optimizer, "deferring", contextlib.nullcontext)
-        with deferring():
-            loss.backward()
+        self._exchange(loss)  # data-parallel: every rank's gradients
         self.optimizer.step()
 
     def end_epoch(self, val_rmse: float) -> None:
